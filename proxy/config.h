@@ -1,0 +1,90 @@
+/* Configuration: an INI file (inih) turned into struct config. Every problem is
+ * collected as "FILE:LINE: message"; nothing stops at the first error. */
+#ifndef MAILEDGE_CONFIG_H
+#define MAILEDGE_CONFIG_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define CONFIG_MAX_ADDRS 8
+#define CONFIG_NAME_MAX 64
+
+struct protocol;
+
+enum tls_mode { TLS_MODE_IMPLICIT };
+
+struct sockaddr_any {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+struct cfg_backend {
+	char name[CONFIG_NAME_MAX];
+	int line;                              /* of the section header */
+	struct sockaddr_any addrs[CONFIG_MAX_ADDRS];
+	int naddrs;
+	char *address;                         /* as written, for logs */
+	int address_line;
+	double connect_timeout;
+	struct cfg_backend *next;
+};
+
+struct cfg_listener {
+	char name[CONFIG_NAME_MAX];
+	int line;
+	const struct protocol *proto;
+	enum tls_mode tls;
+	struct sockaddr_any listen;
+	char *listen_str;
+	char *backend_name;
+	int backend_line;
+	struct cfg_backend *backend;           /* resolved after parsing */
+	char *cert;                            /* chain, leaf first; may hold the key too */
+	int cert_line;
+	char *key;                             /* NULL: the key is in the cert file */
+	int key_line;
+	int min_version;                       /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3 */
+	char *ciphers;                         /* TLS 1.2, OpenSSL names, ':'-separated */
+	int ciphers_line;
+	char *ciphersuites;                    /* TLS 1.3 */
+	int ciphersuites_line;
+	char *groups;
+	int groups_line;
+	double handshake_timeout;
+	double idle_timeout;                   /* < 0: the protocol's default */
+	struct cfg_listener *next;
+};
+
+struct config {
+	char *path;
+	enum log_level log_level;
+	int syslog;
+	int max_connections;
+	char *user;
+	double shutdown_timeout;
+	struct cfg_listener *listeners;
+	struct cfg_backend *backends;
+	/* Problems, one "FILE:LINE: message" string each. */
+	char **errors;
+	size_t nerrors;
+};
+
+/* Parse text (from `path`, used in messages). Always returns a config (NULL only on
+ * out-of-memory); check ->nerrors. Does not touch certificate files. */
+struct config *config_parse_string(const char *text, const char *path);
+/* Read and parse a file (start-up only: blocking reads). */
+struct config *config_load(const char *path);
+void config_free(struct config *c);
+void config_error(struct config *c, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Helpers exposed for tests and other modules. */
+int config_parse_duration(const char *s, double *out);
+int config_parse_addr(const char *s, int passive, struct sockaddr_any *out, int max, int *n);
+/* Numeric host into host[], returns the port. */
+unsigned config_addr_split(const struct sockaddr_any *a, char *host, size_t hostlen);
+const char *config_addr_str(const struct sockaddr_any *a, char *buf, size_t len);
+
+#endif

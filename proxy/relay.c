@@ -1,0 +1,114 @@
+#include "relay.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+/* Bound on syscalls per step so one busy session cannot starve the loop. */
+#define RELAY_MAX_ROUNDS 16
+
+static enum io_result
+plain_recv(void *ep, void *buf, size_t cap, size_t *n, int *err)
+{
+	struct plain_endpoint *p = ep;
+	ssize_t r;
+
+	do
+		r = read(p->fd, buf, cap);
+	while (r < 0 && errno == EINTR);
+	if (r > 0) {
+		*n = (size_t)r;
+		return IO_OK;
+	}
+	if (r == 0)
+		return IO_EOF;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return IO_WANT_READ;
+	*err = errno;
+	return IO_ERROR;
+}
+
+static enum io_result
+plain_send(void *ep, const void *buf, size_t len, size_t *n, int *err)
+{
+	struct plain_endpoint *p = ep;
+	ssize_t r;
+
+	do
+		r = write(p->fd, buf, len);
+	while (r < 0 && errno == EINTR);
+	if (r >= 0) {
+		*n = (size_t)r;
+		return r > 0 ? IO_OK : IO_WANT_WRITE;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return IO_WANT_WRITE;
+	*err = errno;
+	return IO_ERROR;
+}
+
+const struct endpoint_ops plain_endpoint_ops = {plain_recv, plain_send};
+
+void
+relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
+	       void *src, const struct endpoint_ops *dst_ops, void *dst)
+{
+	buffer_init(&d->buf, mem, cap);
+	d->src_ops = src_ops;
+	d->src = src;
+	d->dst_ops = dst_ops;
+	d->dst = dst;
+	d->src_wait = d->dst_wait = IO_OK;
+	d->src_eof = 0;
+	d->failed_dst = 0;
+	d->err = 0;
+	d->bytes = 0;
+}
+
+enum relay_result
+relay_step(struct relay_dir *d)
+{
+	for (int round = 0; round < RELAY_MAX_ROUNDS; round++) {
+		int progress = 0;
+		size_t n = 0;
+		enum io_result r;
+
+		/* Deliver first: frees room, and keeps latency low. */
+		if (buffer_len(&d->buf) > 0 && d->dst_wait == IO_OK) {
+			r = d->dst_ops->send(d->dst, buffer_data(&d->buf), buffer_len(&d->buf), &n, &d->err);
+			if (r == IO_OK) {
+				buffer_consume(&d->buf, n);
+				d->bytes += n;
+				progress = 1;
+			} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+				d->dst_wait = r;
+			} else {
+				d->failed_dst = 1;
+				if (r == IO_EOF)
+					d->err = EPIPE;
+				return RELAY_ERROR;
+			}
+		}
+		if (d->src_eof) {
+			if (buffer_len(&d->buf) == 0)
+				return RELAY_DONE;
+		} else if (d->src_wait == IO_OK && buffer_space(&d->buf) > 0) {
+			r = d->src_ops->recv(d->src, buffer_tail(&d->buf), buffer_space(&d->buf), &n,
+					     &d->err);
+			if (r == IO_OK) {
+				buffer_produce(&d->buf, n);
+				progress = 1;
+			} else if (r == IO_EOF) {
+				d->src_eof = 1;
+				progress = 1;
+			} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+				d->src_wait = r;
+			} else {
+				d->failed_dst = 0;
+				return RELAY_ERROR;
+			}
+		}
+		if (!progress)
+			return RELAY_IDLE;
+	}
+	return RELAY_MORE;
+}

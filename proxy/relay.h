@@ -1,0 +1,55 @@
+/* One direction of the relay: src -> buffer -> dst. The same step serves both
+ * directions; endpoints (plain socket or TLS) are reached through small ops tables,
+ * so the step can be driven with mocked syscalls in tests. */
+#ifndef MAILEDGE_RELAY_H
+#define MAILEDGE_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buffer.h"
+
+enum io_result {
+	IO_OK,         /* *n bytes moved (> 0) */
+	IO_EOF,        /* orderly end from the peer */
+	IO_WANT_READ,  /* retry when the endpoint's fd is readable */
+	IO_WANT_WRITE, /* retry when the endpoint's fd is writable */
+	IO_ERROR,      /* fatal; *err says why */
+};
+
+struct endpoint_ops {
+	enum io_result (*recv)(void *ep, void *buf, size_t cap, size_t *n, int *err);
+	enum io_result (*send)(void *ep, const void *buf, size_t len, size_t *n, int *err);
+};
+
+/* Plain non-blocking socket endpoint (read(2)/write(2)). */
+struct plain_endpoint {
+	int fd;
+};
+extern const struct endpoint_ops plain_endpoint_ops;
+
+enum relay_result {
+	RELAY_IDLE,     /* waiting: see src_wait / dst_wait */
+	RELAY_MORE,     /* stopped at the per-step bound with work left: run again soon */
+	RELAY_DONE,     /* src reached EOF and everything was delivered to dst */
+	RELAY_ERROR,    /* error on src or dst; see err, failed_side */
+};
+
+struct relay_dir {
+	struct buffer buf;
+	const struct endpoint_ops *src_ops, *dst_ops;
+	void *src, *dst;
+	enum io_result src_wait; /* IO_OK: not waiting; else the readiness src needs */
+	enum io_result dst_wait;
+	unsigned src_eof : 1;
+	unsigned failed_dst : 1; /* on RELAY_ERROR: 1 if dst failed, 0 if src */
+	int err;
+	uint64_t bytes;          /* delivered to dst */
+};
+
+void relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
+		    void *src, const struct endpoint_ops *dst_ops, void *dst);
+/* Move as much as possible without blocking (bounded number of syscalls). */
+enum relay_result relay_step(struct relay_dir *d);
+
+#endif

@@ -1,0 +1,627 @@
+#include "session.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../protocols/protocol.h"
+#include "backend.h"
+#include "log.h"
+#include "relay.h"
+
+/* One TLS record of plaintext: a wolfSSL_read never needs more, and wolfSSL_write is
+ * called with at most this much so each call is one record. */
+#define RELAY_BUF_SIZE 16384
+#define TEMPFAIL_TIMEOUT 5.0
+
+enum session_state {
+	S_HANDSHAKE,
+	S_CONNECTING,
+	S_RELAY,
+	S_DRAINING, /* client finished sending; backend -> client still flowing */
+	S_TEMPFAIL, /* writing the protocol's temporary-failure reply */
+	S_CLOSED,
+};
+
+static const char *const state_names[] = {"HANDSHAKE", "CONNECTING", "RELAY",
+					  "DRAINING",  "TEMPFAIL",   "CLOSED"};
+
+struct tls_endpoint {
+	WOLFSSL *ssl;
+	size_t retry_len; /* wolfSSL_write must be retried with the same length */
+};
+
+/* Allocated only when relaying starts: idle handshakes cost no relay memory. */
+struct relay_block {
+	struct relay_dir c2b, b2c;
+	unsigned char mem[2][RELAY_BUF_SIZE];
+};
+
+struct session {
+	struct service *svc;
+	uint64_t id;
+	enum session_state state;
+	int cfd, bfd;
+	ev_io cio, bio;
+	ev_timer timer;
+	ev_tstamp started, last_activity;
+	struct tls_endpoint tls;
+	struct plain_endpoint backend;
+	struct relay_block *relay;
+	int backend_idx;
+	size_t tempfail_off;
+	unsigned tls_up : 1;
+	unsigned backend_shut : 1;
+	unsigned queued : 1;
+	struct session *runq_next;
+	struct session *prev, *next; /* all sessions, for shutdown */
+	char peer[INET6_ADDRSTRLEN + 16]; /* "unknown[ip]:port", the Postfix form */
+};
+
+size_t
+session_struct_size(void)
+{
+	return sizeof(struct session);
+}
+
+/* --- sessions that stopped at the per-step bound run again from an idle watcher --- */
+
+static struct session *runq;
+static ev_idle runq_idle;
+static struct session *all_sessions;
+static void relay_run(struct session *s);
+
+static void
+runq_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct session *list = runq;
+	(void)revents;
+
+	runq = NULL;
+	ev_idle_stop(loop, w);
+	while (list != NULL) {
+		struct session *s = list;
+		list = s->runq_next;
+		s->queued = 0;
+		s->runq_next = NULL;
+		if (s->state == S_RELAY || s->state == S_DRAINING)
+			relay_run(s);
+	}
+}
+
+static void
+runq_add(struct session *s)
+{
+	if (s->queued)
+		return;
+	if (!ev_is_active(&runq_idle)) {
+		ev_idle_init(&runq_idle, runq_cb);
+		ev_idle_start(s->svc->loop, &runq_idle);
+	}
+	s->queued = 1;
+	s->runq_next = runq;
+	runq = s;
+}
+
+static void
+runq_remove(struct session *s)
+{
+	for (struct session **pp = &runq; *pp; pp = &(*pp)->runq_next) {
+		if (*pp == s) {
+			*pp = s->runq_next;
+			break;
+		}
+	}
+	s->queued = 0;
+}
+
+/* --- TLS endpoint for the relay --- */
+
+static enum io_result
+tls_io_result(struct tls_endpoint *t, int ret, int *err)
+{
+	int e = wolfSSL_get_error(t->ssl, ret);
+
+	switch (tls_io_map(ret, e)) {
+	case TLS_IO_WANT_READ:
+		return IO_WANT_READ;
+	case TLS_IO_WANT_WRITE:
+		return IO_WANT_WRITE;
+	case TLS_IO_CLOSED:
+		return IO_EOF;
+	default:
+		*err = e;
+		return IO_ERROR;
+	}
+}
+
+static enum io_result
+tls_recv(void *ep, void *buf, size_t cap, size_t *n, int *err)
+{
+	struct tls_endpoint *t = ep;
+	int ret = wolfSSL_read(t->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+
+	if (ret > 0) {
+		*n = (size_t)ret;
+		return IO_OK;
+	}
+	return tls_io_result(t, ret, err);
+}
+
+static enum io_result
+tls_send(void *ep, const void *buf, size_t len, size_t *n, int *err)
+{
+	struct tls_endpoint *t = ep;
+	int ret;
+
+	if (t->retry_len != 0 && t->retry_len <= len)
+		len = t->retry_len;
+	else if (len > RELAY_BUF_SIZE)
+		len = RELAY_BUF_SIZE;
+	ret = wolfSSL_write(t->ssl, buf, (int)len);
+	if (ret > 0) {
+		t->retry_len = 0;
+		*n = (size_t)ret;
+		return IO_OK;
+	}
+	t->retry_len = len;
+	return tls_io_result(t, ret, err);
+}
+
+static const struct endpoint_ops tls_endpoint_ops = {tls_recv, tls_send};
+
+/* --- helpers --- */
+
+static void
+session_enter(struct session *s, enum session_state to)
+{
+	log_debug("%s#%llu: %s -> %s", s->svc->cfg->name, (unsigned long long)s->id,
+		  state_names[s->state], state_names[to]);
+	s->state = to;
+}
+
+static void
+io_want(struct session *s, ev_io *w, int fd, int events)
+{
+	struct ev_loop *loop = s->svc->loop;
+
+	if (events == 0) {
+		ev_io_stop(loop, w);
+		return;
+	}
+	if (ev_is_active(w) && (w->events & (EV_READ | EV_WRITE)) == events)
+		return;
+	ev_io_stop(loop, w);
+	ev_io_set(w, fd, events);
+	ev_io_start(loop, w);
+}
+
+static void
+timer_set(struct session *s, double after)
+{
+	ev_timer_stop(s->svc->loop, &s->timer);
+	ev_timer_set(&s->timer, after, 0.0);
+	ev_timer_start(s->svc->loop, &s->timer);
+}
+
+static int
+io_events(enum io_result wait)
+{
+	return wait == IO_WANT_READ ? EV_READ : wait == IO_WANT_WRITE ? EV_WRITE : 0;
+}
+
+/* Send close_notify once, best effort (never waits). */
+static void
+tls_goodbye(struct session *s)
+{
+	if (s->tls.ssl != NULL && s->tls_up) {
+		wolfSSL_shutdown(s->tls.ssl);
+		s->tls_up = 0;
+	}
+}
+
+void
+session_close(struct session *s, const char *reason)
+{
+	struct ev_loop *loop = s->svc->loop;
+	struct service_stats *st = s->svc->stats;
+	uint64_t in = 0, out = 0;
+
+	if (s->state == S_CLOSED)
+		return;
+	session_enter(s, S_CLOSED);
+	if (s->queued)
+		runq_remove(s);
+	ev_io_stop(loop, &s->cio);
+	ev_io_stop(loop, &s->bio);
+	ev_timer_stop(loop, &s->timer);
+	if (s->relay != NULL) {
+		in = s->relay->c2b.bytes;
+		out = s->relay->b2c.bytes;
+	}
+	log_info("%s#%llu: disconnect from %s reason=%s in=%llu out=%llu duration=%.3fs",
+		 s->svc->cfg->name, (unsigned long long)s->id, s->peer, reason,
+		 (unsigned long long)in, (unsigned long long)out, ev_now(loop) - s->started);
+	if (s->tls.ssl != NULL)
+		wolfSSL_free(s->tls.ssl);
+	if (s->cfd >= 0)
+		close(s->cfd);
+	if (s->bfd >= 0)
+		close(s->bfd);
+	free(s->relay);
+	st->active--;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		all_sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
+	if (st->on_session_closed != NULL)
+		st->on_session_closed(st->arg);
+}
+
+/* --- backend unreachable: the protocol's own temporary failure, over TLS --- */
+
+static void
+tempfail_step(struct session *s)
+{
+	const char *msg = s->svc->cfg->proto->tempfail_reply;
+	size_t len = strlen(msg);
+	size_t n = 0;
+	int err = 0;
+
+	while (s->tempfail_off < len) {
+		enum io_result r = tls_send(&s->tls, msg + s->tempfail_off, len - s->tempfail_off, &n,
+					    &err);
+		if (r == IO_OK) {
+			s->tempfail_off += n;
+		} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+			io_want(s, &s->cio, s->cfd, io_events(r));
+			return;
+		} else {
+			session_close(s, "backend-unavailable");
+			return;
+		}
+	}
+	tls_goodbye(s);
+	session_close(s, "backend-unavailable");
+}
+
+static void
+backend_unavailable(struct session *s)
+{
+	s->svc->stats->backend_failures++;
+	log_warn("%s#%llu: no backend of [backend %s] reachable for %s: sending temporary failure",
+		 s->svc->cfg->name, (unsigned long long)s->id, s->svc->cfg->backend->name, s->peer);
+	session_enter(s, S_TEMPFAIL);
+	io_want(s, &s->bio, -1, 0);
+	timer_set(s, TEMPFAIL_TIMEOUT);
+	tempfail_step(s);
+}
+
+/* --- relay --- */
+
+static void
+relay_start(struct session *s)
+{
+	struct relay_block *rb = malloc(sizeof(*rb));
+
+	if (rb == NULL) {
+		session_close(s, "out-of-memory");
+		return;
+	}
+	s->relay = rb;
+	s->backend.fd = s->bfd;
+	relay_dir_init(&rb->c2b, rb->mem[0], RELAY_BUF_SIZE, &tls_endpoint_ops, &s->tls,
+		       &plain_endpoint_ops, &s->backend);
+	relay_dir_init(&rb->b2c, rb->mem[1], RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend,
+		       &tls_endpoint_ops, &s->tls);
+	session_enter(s, S_RELAY);
+	s->last_activity = ev_now(s->svc->loop);
+	timer_set(s, s->svc->cfg->idle_timeout);
+	relay_run(s);
+}
+
+static const char *
+relay_failure(struct session *s, const struct relay_dir *d)
+{
+	int client_side = (d == &s->relay->c2b) != d->failed_dst;
+
+	if (client_side) {
+		log_info("%s#%llu: TLS error from %s: %s", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer, tls_error_reason(d->err));
+		return "client-error";
+	}
+	log_info("%s#%llu: backend error for %s: %s", s->svc->cfg->name, (unsigned long long)s->id,
+		 s->peer, strerror(d->err));
+	return "backend-error";
+}
+
+static void
+relay_run(struct session *s)
+{
+	struct relay_block *rb = s->relay;
+	uint64_t before = rb->c2b.bytes + rb->b2c.bytes;
+	enum relay_result r;
+	int more = 0;
+
+	if (!s->backend_shut) {
+		r = relay_step(&rb->c2b);
+		if (r == RELAY_ERROR) {
+			session_close(s, relay_failure(s, &rb->c2b));
+			return;
+		}
+		if (r == RELAY_DONE) {
+			/* Client is done sending: pass the half-close on, keep draining replies. */
+			shutdown(s->bfd, SHUT_WR);
+			s->backend_shut = 1;
+			session_enter(s, S_DRAINING);
+		}
+		more |= r == RELAY_MORE;
+	}
+	r = relay_step(&rb->b2c);
+	if (r == RELAY_ERROR) {
+		session_close(s, relay_failure(s, &rb->b2c));
+		return;
+	}
+	if (r == RELAY_DONE) {
+		tls_goodbye(s);
+		session_close(s, s->backend_shut ? "client-closed" : "backend-closed");
+		return;
+	}
+	more |= r == RELAY_MORE;
+
+	int cev = io_events(rb->b2c.dst_wait), bev = io_events(rb->b2c.src_wait);
+	if (!s->backend_shut) {
+		cev |= io_events(rb->c2b.src_eof ? IO_OK : rb->c2b.src_wait);
+		bev |= io_events(rb->c2b.dst_wait);
+	}
+	io_want(s, &s->cio, s->cfd, cev);
+	io_want(s, &s->bio, s->bfd, bev);
+	if (more)
+		runq_add(s);
+	if (rb->c2b.bytes + rb->b2c.bytes != before)
+		s->last_activity = ev_now(s->svc->loop);
+}
+
+/* An fd became ready: clear the waits it satisfies, then move data. */
+static void
+relay_event(struct session *s, void *endpoint, int revents)
+{
+	struct relay_dir *dirs[2] = {&s->relay->c2b, &s->relay->b2c};
+
+	for (int i = 0; i < 2; i++) {
+		struct relay_dir *d = dirs[i];
+		if (d->src == endpoint && (io_events(d->src_wait) & revents))
+			d->src_wait = IO_OK;
+		if (d->dst == endpoint && (io_events(d->dst_wait) & revents))
+			d->dst_wait = IO_OK;
+	}
+	relay_run(s);
+}
+
+/* --- backend connect with failover --- */
+
+static void
+connect_next(struct session *s)
+{
+	const struct cfg_backend *b = s->svc->cfg->backend;
+	char addr[INET6_ADDRSTRLEN + 16];
+	int err = 0;
+
+	while (s->backend_idx < b->naddrs) {
+		const struct sockaddr_any *a = &b->addrs[s->backend_idx++];
+		enum backend_connect r = backend_connect_start(a, &s->bfd, &err);
+		if (r == BACKEND_CONNECTED) {
+			relay_start(s);
+			return;
+		}
+		if (r == BACKEND_IN_PROGRESS) {
+			io_want(s, &s->bio, s->bfd, EV_WRITE);
+			timer_set(s, b->connect_timeout);
+			return;
+		}
+		log_warn("%s#%llu: backend %s: connect: %s", s->svc->cfg->name,
+			 (unsigned long long)s->id, config_addr_str(a, addr, sizeof(addr)), strerror(err));
+	}
+	backend_unavailable(s);
+}
+
+static void
+connect_failed(struct session *s, const char *why)
+{
+	const struct cfg_backend *b = s->svc->cfg->backend;
+	char addr[INET6_ADDRSTRLEN + 16];
+
+	log_warn("%s#%llu: backend %s: connect: %s", s->svc->cfg->name, (unsigned long long)s->id,
+		 config_addr_str(&b->addrs[s->backend_idx - 1], addr, sizeof(addr)), why);
+	ev_io_stop(s->svc->loop, &s->bio);
+	close(s->bfd);
+	s->bfd = -1;
+	connect_next(s);
+}
+
+static void
+connect_event(struct session *s)
+{
+	int err = 0;
+
+	if (backend_connect_finish(s->bfd, &err) != 0) {
+		connect_failed(s, strerror(err));
+		return;
+	}
+	relay_start(s);
+}
+
+/* --- handshake --- */
+
+static void
+handshake_step(struct session *s)
+{
+	int ret = wolfSSL_accept(s->tls.ssl);
+	int err = ret == WOLFSSL_SUCCESS ? 0 : wolfSSL_get_error(s->tls.ssl, ret);
+	char desc[160];
+
+	switch (ret == WOLFSSL_SUCCESS ? TLS_IO_DONE : tls_io_map(ret, err)) {
+	case TLS_IO_DONE:
+		break;
+	case TLS_IO_WANT_READ:
+		io_want(s, &s->cio, s->cfd, EV_READ);
+		return;
+	case TLS_IO_WANT_WRITE:
+		io_want(s, &s->cio, s->cfd, EV_WRITE);
+		return;
+	default:
+		s->svc->stats->handshake_failures++;
+		log_info("%s#%llu: SSL_accept error from %s: %s", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer, tls_error_reason(err));
+		session_close(s, "handshake-failed");
+		return;
+	}
+	s->tls_up = 1;
+	s->svc->stats->handshakes++;
+	tls_describe(s->tls.ssl, desc, sizeof(desc));
+	log_info("%s#%llu: TLS connection established from %s: %s", s->svc->cfg->name,
+		 (unsigned long long)s->id, s->peer, desc);
+	io_want(s, &s->cio, s->cfd, 0);
+	session_enter(s, S_CONNECTING);
+	connect_next(s);
+}
+
+/* --- watchers --- */
+
+static void
+client_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+	(void)loop;
+
+	switch (s->state) {
+	case S_HANDSHAKE:
+		handshake_step(s);
+		break;
+	case S_RELAY:
+	case S_DRAINING:
+		relay_event(s, &s->tls, revents);
+		break;
+	case S_TEMPFAIL:
+		tempfail_step(s);
+		break;
+	default:
+		ev_io_stop(loop, w);
+		break;
+	}
+}
+
+static void
+backend_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+	(void)loop;
+
+	switch (s->state) {
+	case S_CONNECTING:
+		connect_event(s);
+		break;
+	case S_RELAY:
+	case S_DRAINING:
+		relay_event(s, &s->backend, revents);
+		break;
+	default:
+		ev_io_stop(loop, w);
+		break;
+	}
+}
+
+static void
+timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+	(void)revents;
+
+	switch (s->state) {
+	case S_HANDSHAKE:
+		s->svc->stats->handshake_failures++;
+		log_info("%s#%llu: SSL_accept error from %s: handshake timeout", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer);
+		session_close(s, "handshake-timeout");
+		break;
+	case S_CONNECTING:
+		connect_failed(s, "timed out");
+		break;
+	case S_RELAY:
+	case S_DRAINING: {
+		/* Lazy idle timer: activity only stamps last_activity; re-arm for the rest. */
+		ev_tstamp left = s->last_activity + s->svc->cfg->idle_timeout - ev_now(loop);
+		if (left > 0.001) {
+			timer_set(s, left);
+			break;
+		}
+		tls_goodbye(s);
+		session_close(s, s->state == S_DRAINING ? "drain-timeout" : "idle-timeout");
+		break;
+	}
+	default:
+		session_close(s, "timeout");
+		break;
+	}
+}
+
+void
+session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->svc = svc;
+	s->id = ++svc->next_id;
+	s->cfd = fd;
+	s->bfd = -1;
+	s->state = S_HANDSHAKE;
+	s->started = ev_now(svc->loop);
+	{
+		char host[INET6_ADDRSTRLEN];
+		unsigned port = config_addr_split(peer, host, sizeof(host));
+		/* Postfix's form; "unknown" because mailedge never does reverse DNS. */
+		snprintf(s->peer, sizeof(s->peer), "unknown[%s]:%u", host, port);
+	}
+	ev_io_init(&s->cio, client_cb, fd, EV_READ);
+	ev_io_init(&s->bio, backend_cb, -1, EV_READ);
+	ev_timer_init(&s->timer, timer_cb, svc->cfg->handshake_timeout, 0.0);
+	s->cio.data = s->bio.data = s->timer.data = s;
+	svc->stats->active++;
+	svc->stats->accepted++;
+	s->next = all_sessions;
+	if (all_sessions)
+		all_sessions->prev = s;
+	all_sessions = s;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->tls.ssl = wolfSSL_new(svc->ctx);
+	if (s->tls.ssl == NULL || wolfSSL_set_fd(s->tls.ssl, fd) != WOLFSSL_SUCCESS) {
+		session_close(s, "out-of-memory");
+		return;
+	}
+	ev_timer_start(svc->loop, &s->timer);
+	handshake_step(s);
+}
+
+void
+session_close_all(const char *reason)
+{
+	while (all_sessions != NULL) {
+		tls_goodbye(all_sessions);
+		session_close(all_sessions, reason);
+	}
+}

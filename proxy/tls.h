@@ -1,0 +1,42 @@
+/* wolfSSL contexts (one per listener, built at start-up and shared read-only), the
+ * TLS policy (what is never negotiated), and mapping of wolfSSL results to actions. */
+#ifndef MAILEDGE_TLS_H
+#define MAILEDGE_TLS_H
+
+#include <stddef.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+struct cfg_listener;
+
+/* Problems found while building a context: (line in the config, message). */
+typedef void (*tls_report_fn)(void *arg, int line, const char *msg);
+
+enum tls_io {
+	TLS_IO_DONE,       /* operation complete */
+	TLS_IO_WANT_READ,  /* wait until the socket is readable, then retry */
+	TLS_IO_WANT_WRITE, /* wait until the socket is writable, then retry */
+	TLS_IO_CLOSED,     /* peer closed: close_notify or TCP EOF */
+	TLS_IO_FATAL,
+};
+
+int tls_global_init(void);
+void tls_global_cleanup(void);
+
+/* Build a server context from a listener's settings. Returns NULL and reports every
+ * problem (bad names, unreadable files, loose key permissions, key/cert mismatch). */
+WOLFSSL_CTX *tls_ctx_new(const struct cfg_listener *l, tls_report_fn report, void *arg);
+
+/* Map the return value of a wolfSSL I/O call (after wolfSSL_get_error) to an action. */
+enum tls_io tls_io_map(int ret, int err);
+/* A short operator-facing reason for a wolfSSL error code. Never NULL. */
+const char *tls_error_reason(int err);
+
+/* "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" */
+void tls_describe(WOLFSSL *ssl, char *buf, size_t len);
+
+/* Library version and build description for -V. */
+void tls_version_info(char *buf, size_t len);
+
+#endif

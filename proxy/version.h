@@ -1,0 +1,4 @@
+#ifndef MAILEDGE_VERSION_H
+#define MAILEDGE_VERSION_H
+#define MAILEDGE_VERSION "0.1.0"
+#endif

@@ -210,8 +210,8 @@ main(int argc, char **argv)
 	srv.loop = ev_default_loop(EVFLAG_AUTO);
 	srv.stats.on_session_closed = maybe_finish;
 	srv.stats.arg = &srv;
-	if (srv.cfg->nerrors == 0)
-		srv.listeners = build_listeners(srv.cfg, srv.loop, &srv.stats);
+	/* Certificates are checked even when other lines are wrong: report everything at once. */
+	srv.listeners = build_listeners(srv.cfg, srv.loop, &srv.stats);
 	if (print_errors(srv.cfg) != 0) {
 		fprintf(stderr, "mailedge: %s: %zu problem%s found\n", path, srv.cfg->nerrors,
 			srv.cfg->nerrors == 1 ? "" : "s");

@@ -1,9 +1,923 @@
+/* IMAP (RFC 3501) behind mailedge: the pre-TLS dialogue with STARTTLS (RFC 2595), the
+ * backend dialogue, the relay filters and the capability probe. The replies are the
+ * contract in BEHAVIOUR.md.
+ *
+ * The relay filters follow the IMAP grammar only as far as the stream's framing needs:
+ * lines, literals ({n}, {n+} RFC 7888, ~{n} RFC 3516) and the few commands whose
+ * continuation changes what the client sends next (synchronising literals,
+ * AUTHENTICATE, COMPRESS). Everything else passes as it is.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
 #include "protocol.h"
+
+#define IMAP_MAX_LINE	 8192
+#define IMAP_INVALID_MAX 10
+/* Tags we remember; a longer one is answered with "*" (no real client uses them). */
+#define IMAP_TAG_MAX	 128
+/* Refusals waiting for a response boundary in the backend stream. */
+#define IMAP_INJ_MAX	 1024
+/* Pre-TLS capability list: bounded so the greeting and CAPABILITY replies always fit
+ * PROTO_OUT_MAX with their CRLF. */
+#define IMAP_CAPS_MAX	 2048
+#define IMAP_HOST_MAX	 255
+#define IMAP_TEXT_MAX	 512
+/* Bytes kept back when a long line is passed in pieces, so that a literal announced at
+ * its end ("~{18446744073709551615+}\r") is still seen whole. */
+#define IMAP_TAIL	 32
+/* A line start this long always shows a tag of IMAP_TAG_MAX and the command name. */
+#define IMAP_DECIDE	 (IMAP_TAG_MAX + 32)
+#define IMAP_GREET_LINES 16
+#define IMAP_PROBE_LINES 64
+
+/* Commands the client filter must know about; the rest are relayed as they are. */
+enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS };
+
+enum imap_cstate {
+	C_LINE,	   /* reading a command line */
+	C_LITERAL, /* passing literal bytes */
+	C_WAIT,	   /* holding input until the backend answers (see enum imap_wait) */
+	C_SASL,	   /* one line of SASL data answering a "+" */
+	C_DROP,	   /* discarding the rest of a refused line */
+	C_PASS,	   /* stream compressed (RFC 4978): no longer parsable */
+};
+
+/* Why client input is held: the client itself waits for the same answer. */
+enum imap_wait { W_NONE, W_LITERAL, W_AUTH, W_COMPRESS };
+
+enum imap_bstate { B_LINE, B_LITERAL, B_PASS };
+
+/* Kind of backend response, known from its start; decides what its end does. */
+enum imap_resp { R_DATA, R_STATUS, R_CONT };
+
+struct imap_state {
+	int tls;
+	int relaying; /* PROTO_BACKEND given: no more pre-TLS lines */
+	unsigned invalid;
+	unsigned greet_lines;
+
+	/* client -> backend */
+	enum imap_cstate cst;
+	enum imap_wait wait;
+	enum imap_cmd ccmd; /* command being read; acted on at its end */
+	int ccont;	    /* the current line continues a command after a literal */
+	int cmid;	    /* the start of the current line was passed already */
+	uint64_t clit;	    /* literal bytes left (or announced, while waiting for "+") */
+	size_t ctaglen;	    /* 0: unknown, any tagged answer ends a wait */
+	char ctag[IMAP_TAG_MAX];
+
+	/* backend -> client */
+	enum imap_bstate bst;
+	enum imap_resp bresp;
+	int bcont, bmid;
+	int bdone; /* this response ends the wait: 1 tagged OK, 2 NO/BAD */
+	uint64_t blit;
+
+	size_t injlen;
+	char inj[IMAP_INJ_MAX];
+};
+
+struct imap_probe {
+	int step; /* 0 greeting, 1 CAPABILITY sent */
+	unsigned lines;
+	size_t used;
+	int got;
+};
+
+/* One pre-TLS request, its tag and arguments (line ending excluded). */
+struct imap_req {
+	const char *tag;
+	size_t taglen;
+	const char *args;
+	size_t arglen;
+};
+
+static const char imap_default_caps[] = "IMAP4rev1 ID ENABLE IDLE SASL-IR AUTH=PLAIN";
+
+/* --- small lexical helpers --- */
+
+static int
+imap_eq(const char *s, size_t n, const char *word)
+{
+	return n == strlen(word) && strncasecmp(s, word, n) == 0;
+}
+
+/* RFC 3501 tag: ASTRING-CHAR except "+". */
+static int
+imap_tagchar(unsigned char c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return 0;
+	return strchr("(){%*\"\\+", c) == NULL;
+}
+
+static int
+imap_atomchar(unsigned char c)
+{
+	if (c <= 0x20 || c >= 0x7f)
+		return 0;
+	return strchr("(){%*\"\\]", c) == NULL;
+}
+
+static int
+imap_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* End of the token starting at i: SP, CR and LF end it. */
+static size_t
+imap_token(const char *p, size_t i, size_t n)
+{
+	while (i < n && p[i] != ' ' && p[i] != '\r' && p[i] != '\n')
+		i++;
+	return i;
+}
+
+static size_t
+imap_skipsp(const char *p, size_t i, size_t n)
+{
+	while (i < n && p[i] == ' ')
+		i++;
+	return i;
+}
+
+/* A literal announced at the end of p[0..n) (line ending excluded): "{n}", "{n+}",
+ * with or without "~". Sizes above 19 digits are not literals. */
+static int
+imap_literal(const char *p, size_t n, uint64_t *size, int *sync)
+{
+	size_t i, j;
+	uint64_t v = 0;
+
+	if (n < 3 || p[n - 1] != '}')
+		return 0;
+	i = n - 1;
+	*sync = p[i - 1] != '+';
+	if (!*sync)
+		i--;
+	for (j = i; j > 0 && p[j - 1] >= '0' && p[j - 1] <= '9'; j--)
+		;
+	if (j == i || i - j > 19 || j == 0 || p[j - 1] != '{')
+		return 0;
+	for (; j < i; j++)
+		v = v * 10 + (uint64_t)(p[j] - '0');
+	*size = v;
+	return 1;
+}
+
+static void
+imap_cut(char *buf, size_t *len, size_t off, size_t n)
+{
+	memmove(buf + off, buf + off + n, *len - off - n);
+	*len -= n;
+}
+
+static size_t
+imap_skip(uint64_t *left, size_t avail)
+{
+	size_t k = *left < avail ? (size_t)*left : avail;
+
+	*left -= k;
+	return k;
+}
+
+/* --- capabilities before TLS --- */
+
+struct imap_caps {
+	size_t len;
+	char s[IMAP_CAPS_MAX];
+};
+
+static void
+caps_add(struct imap_caps *c, const char *a, size_t n, size_t limit)
+{
+	if (c->len + 1 + n > limit)
+		return;
+	if (c->len > 0)
+		c->s[c->len++] = ' ';
+	memcpy(c->s + c->len, a, n);
+	c->len += n;
+}
+
+/* Backend atoms not offered before TLS: those mailedge adds itself, and those it cannot
+ * honour while it parses lines, not literals. */
+static int
+caps_hidden(const char *a, size_t n, enum proto_level level)
+{
+	static const char *const never[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED",
+					    "LITERAL+", "LITERAL-"};
+	size_t i;
+
+	for (i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+		if (imap_eq(a, n, never[i]))
+			return 1;
+	if (level != PROTO_LEVEL_ENCRYPT)
+		return 0;
+	return imap_eq(a, n, "SASL-IR") || (n >= 5 && strncasecmp(a, "AUTH=", 5) == 0);
+}
+
+/* Appends the acceptable atoms of list (split on white space); returns how many. */
+static int
+caps_scan(struct imap_caps *c, const char *list, enum proto_level level)
+{
+	size_t i = 0, j, k;
+	int found = 0;
+
+	while (list[i] != '\0') {
+		for (; imap_space(list[i]); i++)
+			;
+		for (j = i; list[j] != '\0' && !imap_space(list[j]); j++)
+			;
+		for (k = i; k < j && imap_atomchar((unsigned char)list[k]); k++)
+			;
+		if (j > i && k == j) {
+			found++;
+			if (!caps_hidden(list + i, j - i, level))
+				caps_add(c, list + i, j - i, sizeof(c->s) - 32);
+		}
+		i = j;
+	}
+	return found;
+}
+
+static void
+caps_build(const struct proto_config *cfg, struct imap_caps *c)
+{
+	c->len = 0;
+	caps_add(c, "IMAP4rev1", 9, sizeof(c->s));
+	if (cfg->caps == NULL || caps_scan(c, cfg->caps, cfg->level) == 0)
+		caps_scan(c, imap_default_caps, cfg->level);
+	caps_add(c, "STARTTLS", 8, sizeof(c->s));
+	if (cfg->level == PROTO_LEVEL_ENCRYPT)
+		caps_add(c, "LOGINDISABLED", 13, sizeof(c->s));
+}
+
+/* --- 1. pre-TLS dialogue --- */
+
+static void
+imap_init(void *v, const struct proto_config *cfg, int tls)
+{
+	struct imap_state *st = v;
+
+	(void)cfg;
+	memset(st, 0, sizeof(*st));
+	st->tls = tls;
+}
+
+static void
+imap_greeting(void *v, const struct proto_config *cfg, struct proto_out *out)
+{
+	struct imap_caps c;
+	const char *host = cfg->hostname != NULL ? cfg->hostname : "localhost";
+	const char *text = cfg->greeting != NULL ? cfg->greeting : "IMAP ready.";
+
+	(void)v;
+	caps_build(cfg, &c);
+	proto_out_printf(out, "* OK [CAPABILITY %.*s] %.*s %.*s\r\n", (int)c.len, c.s,
+			 IMAP_HOST_MAX, host, IMAP_TEXT_MAX, text);
+}
+
+/* Counts an invalid command; the 10th gets BYE instead of its own reply. */
+static int
+imap_budget(struct imap_state *st, struct proto_out *out)
+{
+	if (++st->invalid < IMAP_INVALID_MAX)
+		return 0;
+	proto_out_printf(out, "* BYE Too many invalid IMAP commands.\r\n");
+	return 1;
+}
+
+static enum proto_action
+imap_refused(struct imap_state *st, const struct imap_req *r, const char *text,
+	     struct proto_out *out)
+{
+	if (imap_budget(st, out))
+		return PROTO_CLOSE;
+	proto_out_printf(out, "%.*s %s\r\n", (int)r->taglen, r->tag, text);
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+pre_syntax(struct imap_state *st, struct proto_out *out)
+{
+	if (imap_budget(st, out))
+		return PROTO_CLOSE;
+	proto_out_printf(out, "* BAD Error in IMAP command received by server.\r\n");
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+pre_capability(struct imap_state *st, const struct proto_config *cfg,
+	       const struct imap_req *r, struct proto_out *out)
+{
+	struct imap_caps c;
+
+	(void)st;
+	caps_build(cfg, &c);
+	proto_out_printf(out, "* CAPABILITY %.*s\r\n%.*s OK Capability completed.\r\n",
+			 (int)c.len, c.s, (int)r->taglen, r->tag);
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+pre_noop(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+	 struct proto_out *out)
+{
+	(void)st;
+	(void)cfg;
+	proto_out_printf(out, "%.*s OK NOOP completed.\r\n", (int)r->taglen, r->tag);
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+pre_logout(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+	   struct proto_out *out)
+{
+	(void)st;
+	(void)cfg;
+	proto_out_printf(out, "* BYE Logging out\r\n%.*s OK Logout completed.\r\n",
+			 (int)r->taglen, r->tag);
+	return PROTO_CLOSE;
+}
+
+static enum proto_action
+pre_starttls(struct imap_state *st, const struct proto_config *cfg,
+	     const struct imap_req *r, struct proto_out *out)
+{
+	(void)cfg;
+	if (r->arglen > 0)
+		return imap_refused(st, r, "BAD STARTTLS takes no arguments.", out);
+	proto_out_printf(out, "%.*s OK Begin TLS negotiation now.\r\n", (int)r->taglen, r->tag);
+	return PROTO_STARTTLS;
+}
+
+static enum proto_action
+pre_backend(struct imap_state *st)
+{
+	st->relaying = 1;
+	return PROTO_BACKEND;
+}
+
+static enum proto_action
+pre_login(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+	  struct proto_out *out)
+{
+	if (cfg->level != PROTO_LEVEL_ENCRYPT)
+		return pre_backend(st);
+	return imap_refused(st, r,
+			    "NO [PRIVACYREQUIRED] Plaintext authentication disallowed: "
+			    "issue STARTTLS first.",
+			    out);
+}
+
+static enum proto_action
+pre_other(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+	  struct proto_out *out)
+{
+	if (cfg->level != PROTO_LEVEL_ENCRYPT)
+		return pre_backend(st);
+	return imap_refused(st, r, "BAD [PRIVACYREQUIRED] Command not permitted before STARTTLS.",
+			    out);
+}
+
+static const struct imap_pre {
+	const char *name;
+	enum proto_action (*fn)(struct imap_state *, const struct proto_config *,
+				const struct imap_req *, struct proto_out *);
+} imap_pre[] = {
+	{"CAPABILITY", pre_capability},
+	{"NOOP", pre_noop},
+	{"LOGOUT", pre_logout},
+	{"STARTTLS", pre_starttls},
+	{"LOGIN", pre_login},
+	{"AUTHENTICATE", pre_login},
+};
+
+static enum proto_action
+imap_client_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
+		 struct proto_out *out)
+{
+	struct imap_state *st = v;
+	struct imap_req r;
+	size_t n, t, c, i;
+
+	/* Under TLS, or once relaying, every byte belongs to the filters. */
+	if (st->tls || st->relaying)
+		return PROTO_CLOSE;
+	n = proto_strip_eol(line, len);
+	/* NUL, or more than one line handed over at once: never guess. */
+	if (memchr(line, '\0', len) != NULL || memchr(line, '\n', n) != NULL)
+		return pre_syntax(st, out);
+	for (t = 0; t < n && line[t] != ' '; t++)
+		if (!imap_tagchar((unsigned char)line[t]))
+			return pre_syntax(st, out);
+	c = imap_skipsp(line, t, n);
+	if (t == 0 || t > IMAP_TAG_MAX || c == n)
+		return pre_syntax(st, out);
+	r.tag = line;
+	r.taglen = t;
+	for (i = 0; i < sizeof(imap_pre) / sizeof(imap_pre[0]); i++)
+		if (proto_word_is(line + c, len - c, imap_pre[i].name, &r.args, &r.arglen))
+			return imap_pre[i].fn(st, cfg, &r, out);
+	return pre_other(st, cfg, &r, out);
+}
+
+/* --- 2. backend dialogue --- */
+
+/* Is line an untagged response with this first word ("* OK ...")? */
+static int
+imap_untagged(const char *line, size_t len, const char *word)
+{
+	size_t n = proto_strip_eol(line, len);
+
+	if (n < 2 || line[0] != '*' || line[1] != ' ')
+		return 0;
+	return proto_word_is(line + 2, n - 2, word, NULL, NULL);
+}
+
+static enum proto_bstep
+imap_backend_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
+		  struct proto_out *out)
+{
+	struct imap_state *st = v;
+	size_t n = proto_strip_eol(line, len);
+
+	(void)cfg;
+	(void)out;
+	if (imap_untagged(line, len, "OK"))
+		return PROTO_B_DONE;
+	/* PREAUTH would skip the client's own login; BYE is a refusal (RFC 3501 7.1.5). */
+	if (imap_untagged(line, len, "PREAUTH") || imap_untagged(line, len, "BYE"))
+		return PROTO_B_FAIL;
+	/* Other untagged data before the greeting is tolerated, a few lines only. */
+	if (n > 2 && line[0] == '*' && line[1] == ' ' && ++st->greet_lines < IMAP_GREET_LINES)
+		return PROTO_B_MORE;
+	return PROTO_B_FAIL;
+}
+
+/* --- 3. relay filters --- */
+
+/* Queues the refusal of the STARTTLS being read; 0 when the queue is full. */
+static int
+imap_refuse(struct imap_state *st)
+{
+	const char *text = st->tls ? " BAD TLS is already active.\r\n"
+				   : " BAD STARTTLS not available on this connection.\r\n";
+	const char *tag = st->ctaglen > 0 ? st->ctag : "*";
+	size_t tl = st->ctaglen > 0 ? st->ctaglen : 1;
+	size_t tx = strlen(text);
+
+	if (st->injlen + tl + tx > sizeof(st->inj))
+		return 0;
+	memcpy(st->inj + st->injlen, tag, tl);
+	memcpy(st->inj + st->injlen + tl, text, tx);
+	st->injlen += tl + tx;
+	return 1;
+}
+
+static const struct {
+	const char *name;
+	enum imap_cmd cmd;
+} imap_relay_cmds[] = {
+	{"STARTTLS", CMD_STARTTLS},
+	{"AUTHENTICATE", CMD_AUTH},
+	{"COMPRESS", CMD_COMPRESS},
+};
+
+/* The command starting at p[0..n): a complete line, or at least IMAP_DECIDE bytes of
+ * one. Remembers its tag. Any first token counts as a tag and any number of spaces as
+ * the separator: whatever the backend might read as STARTTLS is caught. */
+static enum imap_cmd
+imap_classify(struct imap_state *st, const char *p, size_t n)
+{
+	size_t t = imap_token(p, 0, n), w = imap_skipsp(p, t, n);
+	size_t e = imap_token(p, w, n), i;
+
+	st->ctaglen = t <= IMAP_TAG_MAX ? t : 0;
+	memcpy(st->ctag, p, st->ctaglen);
+	for (i = 0; i < sizeof(imap_relay_cmds) / sizeof(imap_relay_cmds[0]); i++)
+		if (imap_eq(p + w, e - w, imap_relay_cmds[i].name))
+			return imap_relay_cmds[i].cmd;
+	return CMD_OTHER;
+}
+
+/* The end of a client line p[0..n): a literal follows, or the command is complete. */
+static void
+imap_cend(struct imap_state *st, const char *p, size_t n)
+{
+	uint64_t size;
+	int sync;
+
+	if (imap_literal(p, proto_strip_eol(p, n), &size, &sync)) {
+		/* A synchronising literal comes only after the backend's "+"; it may
+		 * refuse it with a tagged answer instead, and then the bytes are the
+		 * next command. */
+		st->ccont = 1;
+		st->clit = size;
+		st->cst = sync ? C_WAIT : C_LITERAL;
+		st->wait = sync ? W_LITERAL : W_NONE;
+		return;
+	}
+	st->ccont = 0;
+	if (st->ccmd == CMD_AUTH) {
+		st->cst = C_WAIT;
+		st->wait = W_AUTH;
+	} else if (st->ccmd == CMD_COMPRESS) {
+		st->cst = C_WAIT;
+		st->wait = W_COMPRESS;
+	}
+	st->ccmd = CMD_OTHER;
+}
+
+/* A complete client line at buf[*pos..*pos+n). Returns 0 to hold it. */
+static int
+imap_cline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
+{
+	char *p = buf + *pos;
+
+	if (st->cst == C_DROP) {
+		imap_cut(buf, len, *pos, n);
+		st->cst = C_LINE;
+		return 1;
+	}
+	if (st->cst == C_SASL) {
+		*pos += n;
+		st->cmid = 0;
+		st->cst = C_WAIT;
+		return 1;
+	}
+	if (!st->ccont && !st->cmid)
+		st->ccmd = imap_classify(st, p, n);
+	st->cmid = 0;
+	if (st->ccmd == CMD_STARTTLS) {
+		if (!imap_refuse(st))
+			return 0;
+		imap_cut(buf, len, *pos, n);
+		st->ccmd = CMD_OTHER;
+		return 1;
+	}
+	*pos += n;
+	imap_cend(st, p, n);
+	return 1;
+}
+
+/* No line end in the client data and the buffer is full: pass the line in pieces, or
+ * drop it when it is a STARTTLS. With few bytes examined, room comes from the bytes
+ * already final or from the buffer draining, so waiting is safe. */
+static void
+imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
+{
+	size_t n = *len - *pos;
+
+	if (*pos > 0 || n < IMAP_DECIDE)
+		return;
+	if (st->cst == C_DROP) {
+		*len = *pos;
+		return;
+	}
+	if (st->cst == C_LINE && !st->ccont && !st->cmid) {
+		st->ccmd = imap_classify(st, buf + *pos, n);
+		if (st->ccmd == CMD_STARTTLS) {
+			if (imap_refuse(st)) {
+				st->cst = C_DROP;
+				st->ccmd = CMD_OTHER;
+				*len = *pos;
+			}
+			return;
+		}
+	}
+	st->cmid = 1;
+	*pos = *len - IMAP_TAIL;
+}
+
+static size_t
+imap_client_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len,
+		   size_t cap, int full)
+{
+	struct imap_state *st = v;
+	size_t pos = 0;
+	char *lf;
+
+	(void)cfg;
+	(void)cap;
+	for (;;) {
+		switch (st->cst) {
+		case C_PASS:
+			return *len;
+		case C_WAIT:
+			return pos;
+		case C_LITERAL:
+			pos += imap_skip(&st->clit, *len - pos);
+			if (st->clit > 0)
+				return pos;
+			st->cst = C_LINE;
+			break;
+		default:
+			lf = memchr(buf + pos, '\n', *len - pos);
+			if (lf == NULL) {
+				if (full)
+					imap_cpartial(st, buf, len, &pos);
+				return pos;
+			}
+			if (!imap_cline(st, buf, len, &pos, (size_t)(lf - (buf + pos)) + 1))
+				return pos;
+		}
+	}
+}
+
+/* Kind of the backend response starting at p[0..n); notes whether it is the tagged
+ * answer the held client input waits for. */
+static void
+imap_bstart(struct imap_state *st, const char *p, size_t n)
+{
+	size_t t = imap_token(p, 0, n), w = imap_skipsp(p, t, n);
+	size_t e = imap_token(p, w, n);
+	int ok = imap_eq(p + w, e - w, "OK");
+
+	st->bdone = 0;
+	if (t == 1 && p[0] == '+') {
+		st->bresp = R_CONT;
+		return;
+	}
+	if (t == 1 && p[0] == '*') {
+		st->bresp = ok || imap_eq(p + w, e - w, "NO") || imap_eq(p + w, e - w, "BAD") ||
+				    imap_eq(p + w, e - w, "BYE") ||
+				    imap_eq(p + w, e - w, "PREAUTH")
+			    ? R_STATUS
+			    : R_DATA;
+		return;
+	}
+	st->bresp = R_STATUS;
+	if (st->wait != W_NONE &&
+	    (st->ctaglen == 0 || (t == st->ctaglen && memcmp(p, st->ctag, t) == 0)))
+		st->bdone = ok ? 1 : 2;
+}
+
+/* Region of a response line p[0..n) (line ending excluded) holding capability atoms:
+ * "* CAPABILITY <atoms>" or "<tag> <status> [CAPABILITY <atoms>] text". */
+static int
+imap_capregion(const struct imap_state *st, const char *p, size_t n, size_t *a, size_t *b)
+{
+	size_t t = imap_token(p, 0, n), w = imap_skipsp(p, t, n);
+	size_t e = imap_token(p, w, n);
+	const char *close;
+
+	if (st->bresp == R_DATA) {
+		if (t != 1 || p[0] != '*' || !imap_eq(p + w, e - w, "CAPABILITY"))
+			return 0;
+		*a = e;
+		*b = n;
+		return 1;
+	}
+	if (st->bresp != R_STATUS)
+		return 0;
+	w = imap_skipsp(p, e, n);
+	if (n - w < 12 || strncasecmp(p + w, "[CAPABILITY", 11) != 0 ||
+	    (p[w + 11] != ' ' && p[w + 11] != ']'))
+		return 0;
+	close = memchr(p + w, ']', n - w);
+	if (close == NULL)
+		return 0;
+	*a = w + 11;
+	*b = (size_t)(close - p);
+	return 1;
+}
+
+/* Removes every " STARTTLS" from the atoms s[0..n); returns the new length. */
+static size_t
+imap_capstrip(char *s, size_t n)
+{
+	size_t r = 0, w = 0, a, t;
+
+	while (r < n) {
+		a = r;
+		r = imap_skipsp(s, r, n);
+		t = r;
+		while (r < n && s[r] != ' ')
+			r++;
+		if (a < t && imap_eq(s + t, r - t, "STARTTLS"))
+			continue;
+		memmove(s + w, s + a, r - a);
+		w += r - a;
+	}
+	return w;
+}
+
+/* Capability filtering of a complete response line at buf[pos..pos+n). */
+static size_t
+imap_capfilter(struct imap_state *st, char *buf, size_t *len, size_t pos, size_t n)
+{
+	char *p = buf + pos;
+	size_t a, b, kept;
+
+	if (!imap_capregion(st, p, proto_strip_eol(p, n), &a, &b))
+		return n;
+	kept = imap_capstrip(p + a, b - a);
+	imap_cut(buf, len, pos + a + kept, b - a - kept);
+	return n - (b - a - kept);
+}
+
+/* The end of a backend response: what the held client input was waiting for. */
+static void
+imap_bend(struct imap_state *st)
+{
+	if (st->bresp == R_CONT && st->cst == C_WAIT) {
+		if (st->wait == W_LITERAL) {
+			st->cst = C_LITERAL;
+			st->wait = W_NONE;
+		} else if (st->wait == W_AUTH)
+			st->cst = C_SASL;
+		return;
+	}
+	if (st->bresp != R_STATUS || st->bdone == 0 || st->wait == W_NONE)
+		return;
+	if (st->wait == W_COMPRESS && st->bdone == 1) {
+		/* RFC 4978: both directions are compressed right after this CRLF. */
+		st->cst = C_PASS;
+		st->bst = B_PASS;
+	} else {
+		/* A refused literal, a finished AUTHENTICATE: back to commands. */
+		st->cst = C_LINE;
+		st->ccont = 0;
+		st->ccmd = CMD_OTHER;
+	}
+	st->wait = W_NONE;
+}
+
+/* A complete backend line at buf[*pos..*pos+n). */
+static void
+imap_bline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
+{
+	char *p = buf + *pos;
+	uint64_t size;
+	int sync;
+
+	if (!st->bcont && !st->bmid) {
+		imap_bstart(st, p, n);
+		n = imap_capfilter(st, buf, len, *pos, n);
+	}
+	st->bmid = 0;
+	*pos += n;
+	/* Status responses and "+" carry text, never literals (RFC 3501 9). */
+	if (st->bresp == R_DATA && imap_literal(p, proto_strip_eol(p, n), &size, &sync)) {
+		st->bst = B_LITERAL;
+		st->blit = size;
+		st->bcont = 1;
+		return;
+	}
+	st->bcont = 0;
+	imap_bend(st);
+}
+
+static void
+imap_bpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
+{
+	size_t n = *len - *pos;
+
+	if (*pos > 0 || n < IMAP_DECIDE)
+		return;
+	if (!st->bcont && !st->bmid)
+		imap_bstart(st, buf + *pos, n);
+	st->bmid = 1;
+	*pos = *len - IMAP_TAIL;
+}
+
+/* Refusals go in at a response boundary: responses are tagged, so order does not matter. */
+static size_t
+imap_inject(struct imap_state *st, char *buf, size_t *len, size_t pos, size_t cap)
+{
+	size_t n = st->injlen;
+
+	if (n == 0 || *len + n > cap)
+		return 0;
+	memmove(buf + pos + n, buf + pos, *len - pos);
+	memcpy(buf + pos, st->inj, n);
+	*len += n;
+	st->injlen = 0;
+	return n;
+}
+
+static size_t
+imap_backend_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len,
+		    size_t cap, int full)
+{
+	struct imap_state *st = v;
+	size_t pos = 0;
+	char *lf;
+
+	(void)cfg;
+	for (;;) {
+		switch (st->bst) {
+		case B_PASS:
+			st->injlen = 0;
+			return *len;
+		case B_LITERAL:
+			pos += imap_skip(&st->blit, *len - pos);
+			if (st->blit > 0)
+				return pos;
+			st->bst = B_LINE;
+			break;
+		case B_LINE:
+			if (!st->bcont && !st->bmid)
+				pos += imap_inject(st, buf, len, pos, cap);
+			lf = memchr(buf + pos, '\n', *len - pos);
+			if (lf == NULL) {
+				if (full)
+					imap_bpartial(st, buf, len, &pos);
+				return pos;
+			}
+			imap_bline(st, buf, len, &pos, (size_t)(lf - (buf + pos)) + 1);
+			break;
+		}
+	}
+}
+
+/* --- 4. capability probe --- */
+
+static void
+imap_probe_init(void *v, const struct proto_config *cfg)
+{
+	(void)cfg;
+	memset(v, 0, sizeof(struct imap_probe));
+}
+
+/* Appends the atoms of "* CAPABILITY ..." to caps, whole atoms only. */
+static void
+imap_probe_caps(struct imap_probe *pr, const char *p, size_t n, char *caps, size_t capslen)
+{
+	size_t i = 0, j, k;
+
+	while (i < n) {
+		i = imap_skipsp(p, i, n);
+		j = imap_token(p, i, n);
+		for (k = i; k < j && imap_atomchar((unsigned char)p[k]); k++)
+			;
+		if (j > i && k == j && pr->used + (j - i) + 2 <= capslen) {
+			if (pr->used > 0)
+				caps[pr->used++] = '\n';
+			memcpy(caps + pr->used, p + i, j - i);
+			pr->used += j - i;
+			caps[pr->used] = '\0';
+			pr->got = 1;
+		}
+		i = j < n ? j + 1 : n;
+	}
+}
+
+static enum proto_probe
+imap_probe_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
+		struct proto_out *out, char *caps, size_t capslen)
+{
+	struct imap_probe *pr = v;
+	size_t n = proto_strip_eol(line, len);
+	const char *args;
+	size_t arglen;
+
+	(void)cfg;
+	if (++pr->lines > IMAP_PROBE_LINES || imap_untagged(line, len, "BYE"))
+		return PROTO_P_FAIL;
+	if (pr->step == 0) {
+		if (!imap_untagged(line, len, "OK"))
+			return PROTO_P_FAIL;
+		if (capslen > 0)
+			caps[0] = '\0';
+		pr->step = 1;
+		proto_out_printf(out, "P1 CAPABILITY\r\n");
+		return PROTO_P_SEND;
+	}
+	if (n > 2 && line[0] == '*' && line[1] == ' ' &&
+	    proto_word_is(line + 2, n - 2, "CAPABILITY", &args, &arglen)) {
+		imap_probe_caps(pr, args, arglen, caps, capslen);
+		return PROTO_P_MORE;
+	}
+	if (!proto_word_is(line, n, "P1", &args, &arglen))
+		return PROTO_P_MORE;
+	if (!pr->got || !proto_word_is(args, arglen, "OK", NULL, NULL))
+		return PROTO_P_FAIL;
+	proto_out_printf(out, "P2 LOGOUT\r\n");
+	return PROTO_P_DONE;
+}
 
 const struct protocol protocol_imap = {
 	.name = "imap",
+	.max_line = IMAP_MAX_LINE,
+	.state_size = sizeof(struct imap_state),
 	/* RFC 3501 7.1.5: an untagged BYE as the first reply means the server refuses. */
 	.tempfail_reply = "* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n",
+	.too_long_reply = "* BYE Line too long.\r\n",
+	.timeout_reply = "* BYE Disconnected for inactivity.\r\n",
 	/* RFC 3501 5.4: the autologout timer is at least 30 minutes (IDLE clients rely on it). */
 	.default_idle_timeout = 1800.0,
+	.init = imap_init,
+	.greeting = imap_greeting,
+	.client_line = imap_client_line,
+	.backend_line = imap_backend_line,
+	.client_filter = imap_client_filter,
+	.backend_filter = imap_backend_filter,
+	.probe_state_size = sizeof(struct imap_probe),
+	.probe_init = imap_probe_init,
+	.probe_line = imap_probe_line,
 };

@@ -1,9 +1,886 @@
+/* SMTP for mailedge (RFC 5321, RFC 3207 STARTTLS, RFC 2920 PIPELINING, RFC 3030
+ * CHUNKING, RFC 4954 AUTH). Sans-I/O: see protocol.h for the contract and
+ * BEHAVIOUR.md for the exact replies.
+ *
+ * The relay filters keep one queue of the commands the backend still has to answer.
+ * It orders our own refusals behind the backend's replies to earlier pipelined
+ * commands, tells which reply is the one to DATA (354 opens the body) or AUTH (334
+ * makes the next client line SASL data), and which one lists EHLO capabilities.
+ *
+ * Where the filter and the backend could disagree on where a command starts, the
+ * filter takes the side that keeps a refused command from reaching the backend: a
+ * client that confuses the two only confuses its own session, while one that gets
+ * XCLIENT past the filter speaks with mailedge's authority.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
 #include "protocol.h"
+
+#define SMTP_LINE_MAX	1000	/* pre-TLS command line, CRLF included (RFC says 512) */
+#define SMTP_ERRORS_MAX	10	/* the 10th invalid command closes */
+#define SMTP_QUEUE_MAX	64	/* commands awaiting a reply; the client waits beyond */
+#define SMTP_BDAT_DIGITS 18	/* a chunk size that always fits in uint64_t */
+
+#define SMTP_DEFAULT_CAPS "PIPELINING\nSIZE\n8BITMIME\nENHANCEDSTATUSCODES"
+
+/* What the backend's next reply answers. */
+enum smtp_kind {
+	K_REPLY,	/* any command answered once (also the greeting, end of data) */
+	K_EHLO,		/* capability list to filter */
+	K_DATA,		/* 354 opens the body */
+	K_AUTH,		/* 334 makes the next client line SASL data */
+	K_REFUSE_TLS,	/* STARTTLS, answered by us: the backend never saw it */
+	K_REFUSE,	/* XCLIENT/XFORWARD, answered by us */
+	K_TOO_LONG,	/* a command line longer than the relay buffer, dropped */
+};
+
+/* Client -> backend stream. */
+enum smtp_cmode {
+	C_CMD,		/* command lines */
+	C_WAIT,		/* after DATA/AUTH/SASL: hold until the backend answered */
+	C_BODY,		/* DATA body, up to the end-of-data line */
+	C_CHUNK,	/* BDAT chunk: `chunk` more bytes */
+	C_SASL,		/* the next line answers a 334 challenge */
+	C_SASL_REST,	/* rest of a SASL line passed before its end */
+	C_DROP,		/* rest of an unbounded command line, discarded */
+};
+
+enum smtp_bstage { BS_GREETING, BS_REPLAY, BS_DONE };
+
+struct smtp_state {
+	int tls;
+	int errors;
+	/* `may`: the client's last EHLO/HELO, replayed to the backend */
+	size_t helo_len;
+	char helo[SMTP_LINE_MAX + 8];
+
+	enum smtp_bstage bstage;
+	int chunking;	/* the backend's last EHLO reply offered CHUNKING */
+
+	/* commands awaiting a reply, oldest first */
+	unsigned char q[SMTP_QUEUE_MAX];
+	unsigned qhead, qlen;
+
+	enum smtp_cmode cmode;
+	int dot;		/* end-of-data matcher state, see dot_step() */
+	uint64_t chunk;		/* BDAT bytes still to pass */
+	size_t cscan;		/* held client line: bytes known to hold no LF */
+
+	int bmid;		/* a backend line was passed before its LF */
+	int binreply;		/* inside a backend reply (after its first byte) */
+	int bowned;		/* ... which answers the queue's head */
+	size_t bheadlen;
+	char bhead[4];		/* first bytes of the current backend line */
+	size_t bscan;
+};
+
+struct smtp_probe {
+	enum { P_GREETING, P_EHLO, P_DONE } stage;
+	int first;	/* the next EHLO line is the first: the host name */
+	size_t used;	/* bytes of caps filled */
+};
+
+static const char *
+smtp_host(const struct proto_config *cfg)
+{
+	return cfg->hostname != NULL ? cfg->hostname : "localhost";
+}
+
+/* Three digits, or -1. */
+static int
+reply_code(const char *p, size_t n)
+{
+	if (n < 3 || p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' ||
+	    p[2] > '9')
+		return -1;
+	return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
+/* "250-..." continues a reply; anything else ends it (RFC 5321 4.2.1). */
+static int
+reply_last(const char *p, size_t n)
+{
+	return n < 4 || p[3] != '-';
+}
+
+static size_t
+word_len(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && p[i] != ' ' && p[i] != '\t'; i++)
+		;
+	return i;
+}
+
+static int
+word_eq(const char *p, size_t n, const char *w)
+{
+	return n == strlen(w) && strncasecmp(p, w, n) == 0;
+}
+
+/* An EHLO keyword line ("SIZE 1000") mailedge must not pass on. */
+static int
+cap_hidden(const char *kw, size_t n, int no_auth)
+{
+	size_t w = word_len(kw, n);
+
+	if (word_eq(kw, w, "STARTTLS") || word_eq(kw, w, "XCLIENT") ||
+	    word_eq(kw, w, "XFORWARD"))
+		return 1;
+	return no_auth && (word_eq(kw, w, "AUTH") || (w >= 5 && strncasecmp(kw, "AUTH=", 5) == 0));
+}
+
+static int
+printable(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* --- queue of commands awaiting a reply --- */
+
+static int
+q_push(struct smtp_state *st, enum smtp_kind k)
+{
+	if (st->qlen == SMTP_QUEUE_MAX)
+		return 0;
+	st->q[(st->qhead + st->qlen++) % SMTP_QUEUE_MAX] = (unsigned char)k;
+	return 1;
+}
+
+static int
+q_head(const struct smtp_state *st)
+{
+	return st->qlen > 0 ? st->q[st->qhead] : -1;
+}
+
+static void
+q_pop(struct smtp_state *st)
+{
+	if (st->qlen == 0)
+		return;
+	st->qhead = (st->qhead + 1) % SMTP_QUEUE_MAX;
+	st->qlen--;
+}
+
+static const char *
+refusal(const struct smtp_state *st, int kind)
+{
+	switch (kind) {
+	case K_REFUSE_TLS:
+		return st->tls ? "554 5.5.1 Error: TLS already active\r\n"
+			       : "502 5.5.2 Error: command not recognized\r\n";
+	case K_REFUSE:
+		return "502 5.5.2 Error: command not recognized\r\n";
+	case K_TOO_LONG:
+		return "500 5.5.0 Error: line too long\r\n";
+	default:
+		return NULL;
+	}
+}
+
+/* --- init, greeting, pre-TLS dialogue --- */
+
+static void
+smtp_init(void *state, const struct proto_config *cfg, int tls)
+{
+	struct smtp_state *st = state;
+
+	/* RFC 3207 4.2: nothing learned before TLS survives it */
+	memset(st, 0, sizeof(*st));
+	st->tls = tls;
+	/* implicit TLS relays the backend's greeting to the client as a reply */
+	if (tls && cfg->implicit_tls)
+		q_push(st, K_REPLY);
+}
+
+static void
+smtp_greeting(void *state, const struct proto_config *cfg, struct proto_out *out)
+{
+	(void)state;
+	proto_out_printf(out, "220 %s ESMTP %s\r\n", smtp_host(cfg),
+			 cfg->greeting != NULL ? cfg->greeting : "ready");
+}
+
+static enum proto_action
+smtp_error(struct smtp_state *st, const struct proto_config *cfg, struct proto_out *out,
+	   const char *reply)
+{
+	if (++st->errors >= SMTP_ERRORS_MAX) {
+		proto_out_printf(out, "421 4.7.0 %s Error: too many errors\r\n", smtp_host(cfg));
+		return PROTO_CLOSE;
+	}
+	proto_out_printf(out, "%s\r\n", reply);
+	return PROTO_CONTINUE;
+}
+
+/* The backend's keywords minus what cannot be honoured before TLS, then STARTTLS. */
+static void
+smtp_ehlo_reply(const struct proto_config *cfg, struct proto_out *out)
+{
+	static const char last[] = "250 STARTTLS\r\n";
+	const char *p = cfg->caps != NULL && cfg->caps[0] != '\0' ? cfg->caps : SMTP_DEFAULT_CAPS;
+	const char *e;
+	size_t n;
+
+	proto_out_printf(out, "250-%s\r\n", smtp_host(cfg));
+	for (; *p != '\0'; p = *e != '\0' ? e + 1 : e) {
+		if ((e = strchr(p, '\n')) == NULL)
+			e = p + strlen(p);
+		for (n = (size_t)(e - p); n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' '); n--)
+			;
+		if (n == 0 || !printable(p, n) ||
+		    cap_hidden(p, n, cfg->level == PROTO_LEVEL_ENCRYPT))
+			continue;
+		/* keep room for the last line: a truncated reply would hang the client */
+		if (out->len + n + 6 + sizeof(last) - 1 > PROTO_OUT_MAX)
+			break;
+		proto_out_add(out, "250-", 4);
+		proto_out_add(out, p, n);
+		proto_out_add(out, "\r\n", 2);
+	}
+	proto_out_add(out, last, sizeof(last) - 1);
+}
+
+typedef enum proto_action (*smtp_cmd_fn)(struct smtp_state *, const struct proto_config *,
+					 const char *, size_t, struct proto_out *);
+
+static enum proto_action
+smtp_remember_helo(struct smtp_state *st, const char *verb, const char *args, size_t arglen)
+{
+	st->helo_len = 0;
+	if (arglen + 7 > sizeof(st->helo))
+		return PROTO_CONTINUE;
+	memcpy(st->helo, verb, 4);
+	st->helo[4] = ' ';
+	memcpy(st->helo + 5, args, arglen);
+	memcpy(st->helo + 5 + arglen, "\r\n", 2);
+	st->helo_len = arglen + 7;
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+cmd_ehlo(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+	 struct proto_out *out)
+{
+	if (arglen == 0)
+		return smtp_error(st, cfg, out, "501 5.5.4 Syntax: EHLO hostname");
+	smtp_ehlo_reply(cfg, out);
+	return smtp_remember_helo(st, "EHLO", args, arglen);
+}
+
+static enum proto_action
+cmd_helo(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+	 struct proto_out *out)
+{
+	if (arglen == 0)
+		return smtp_error(st, cfg, out, "501 5.5.4 Syntax: HELO hostname");
+	proto_out_printf(out, "250 %s\r\n", smtp_host(cfg));
+	return smtp_remember_helo(st, "HELO", args, arglen);
+}
+
+static enum proto_action
+cmd_ok(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+       struct proto_out *out)
+{
+	(void)st, (void)cfg, (void)args, (void)arglen;
+	proto_out_printf(out, "250 2.0.0 Ok\r\n");
+	return PROTO_CONTINUE;
+}
+
+static enum proto_action
+cmd_quit(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+	 struct proto_out *out)
+{
+	(void)st, (void)cfg, (void)args, (void)arglen;
+	proto_out_printf(out, "221 2.0.0 Bye\r\n");
+	return PROTO_CLOSE;
+}
+
+static enum proto_action
+cmd_starttls(struct smtp_state *st, const struct proto_config *cfg, const char *args,
+	     size_t arglen, struct proto_out *out)
+{
+	(void)args;
+	if (arglen > 0)
+		return smtp_error(st, cfg, out, "501 5.5.4 Syntax: STARTTLS");
+	proto_out_printf(out, "220 2.0.0 Ready to start TLS\r\n");
+	return PROTO_STARTTLS;
+}
+
+static enum proto_action
+cmd_unknown(struct smtp_state *st, const struct proto_config *cfg, const char *args,
+	    size_t arglen, struct proto_out *out)
+{
+	(void)args, (void)arglen;
+	if (cfg->level == PROTO_LEVEL_ENCRYPT)
+		return smtp_error(st, cfg, out, "530 5.7.0 Must issue a STARTTLS command first");
+	return smtp_error(st, cfg, out, "502 5.5.2 Error: command not recognized");
+}
+
+/* A mail transaction: the backend's business, in plaintext if the level allows it. */
+static enum proto_action
+cmd_backend(struct smtp_state *st, const struct proto_config *cfg, const char *args,
+	    size_t arglen, struct proto_out *out)
+{
+	if (cfg->level == PROTO_LEVEL_ENCRYPT)
+		return cmd_unknown(st, cfg, args, arglen, out);
+	return PROTO_BACKEND;
+}
+
+static const struct smtp_cmd {
+	const char *name;
+	smtp_cmd_fn fn;
+} smtp_cmds[] = {
+	{"EHLO", cmd_ehlo},	  {"HELO", cmd_helo},	    {"NOOP", cmd_ok},
+	{"RSET", cmd_ok},	  {"QUIT", cmd_quit},	    {"STARTTLS", cmd_starttls},
+	{"MAIL", cmd_backend},	  {"RCPT", cmd_backend},    {"DATA", cmd_backend},
+	{"BDAT", cmd_backend},	  {"AUTH", cmd_backend},    {"VRFY", cmd_backend},
+	{"EXPN", cmd_backend},	  {"ETRN", cmd_backend},    {"HELP", cmd_backend},
+	/* XCLIENT/XFORWARD are for mailedge only: unknown to clients, like anything else */
+};
+
+static enum proto_action
+smtp_client_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
+		 struct proto_out *out)
+{
+	struct smtp_state *st = state;
+	const char *args;
+	size_t arglen;
+
+	/* after TLS every byte goes through the relay filters, never through here */
+	if (st->tls)
+		return PROTO_CLOSE;
+	if (memchr(line, '\0', len) != NULL)
+		return smtp_error(st, cfg, out, "500 5.5.2 Error: bad syntax");
+	for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++)
+		if (proto_word_is(line, len, smtp_cmds[i].name, &args, &arglen))
+			return smtp_cmds[i].fn(st, cfg, args, arglen, out);
+	return cmd_unknown(st, cfg, NULL, 0, out);
+}
+
+/* --- backend dialogue --- */
+
+static enum proto_bstep
+smtp_backend_ready(struct smtp_state *st)
+{
+	st->bstage = BS_DONE;
+	st->qlen = 0;
+	st->binreply = 0;
+	return PROTO_B_DONE;
+}
+
+static enum proto_bstep
+smtp_backend_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
+		  struct proto_out *out)
+{
+	struct smtp_state *st = state;
+	size_t n = proto_strip_eol(line, len);
+	int code = reply_code(line, n);
+
+	(void)cfg;
+	if (code < 200 || code > 299 || st->bstage == BS_DONE)
+		return PROTO_B_FAIL;
+	if (st->bstage == BS_REPLAY) {
+		/* the client saw our EHLO reply; CHUNKING decides how BDAT is relayed */
+		if (st->binreply && n > 4 && word_eq(line + 4, word_len(line + 4, n - 4), "CHUNKING"))
+			st->chunking = 1;
+		st->binreply = 1;
+		return reply_last(line, n) ? smtp_backend_ready(st) : PROTO_B_MORE;
+	}
+	if (!reply_last(line, n))
+		return PROTO_B_MORE;
+	if (st->tls || st->helo_len == 0)
+		return smtp_backend_ready(st);
+	proto_out_add(out, st->helo, st->helo_len);
+	st->bstage = BS_REPLAY;
+	st->binreply = 0;
+	st->chunking = 0;
+	return PROTO_B_SEND;
+}
+
+/* --- relay: client -> backend --- */
+
+static int
+relay_space(char c)
+{
+	/* NUL ends a C string in many servers; CR/HT/VT/FF are whitespace to tokenisers */
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f' ||
+	       c == '\0';
+}
+
+/* "BDAT" SP size [SP "LAST"]: only a chunk the backend surely reads is skipped, or
+ * a command hidden in it would reach the backend unfiltered. */
+static int
+bdat_size(const char *a, size_t n, uint64_t *size)
+{
+	size_t i = 0, d;
+
+	while (i < n && a[i] == ' ')
+		i++;
+	for (*size = 0, d = 0; i < n && a[i] >= '0' && a[i] <= '9'; i++, d++)
+		*size = *size * 10 + (uint64_t)(a[i] - '0');
+	if (d == 0 || d > SMTP_BDAT_DIGITS)
+		return 0;
+	if (i < n && a[i] == ' ') {
+		while (i < n && a[i] == ' ')
+			i++;
+		if (n - i >= 4 && strncasecmp(a + i, "LAST", 4) == 0)
+			i += 4;
+		while (i < n && a[i] == ' ')
+			i++;
+	}
+	return i == n;
+}
+
+/* How a relayed command changes the filter; the kinds double as queue entries. */
+enum relay_verb { R_HELO = K_TOO_LONG + 1, R_BDAT };
+
+static const struct relay_cmd {
+	const char *name;
+	int kind;
+} relay_cmds[] = {
+	{"STARTTLS", K_REFUSE_TLS}, {"XCLIENT", K_REFUSE}, {"XFORWARD", K_REFUSE},
+	{"EHLO", K_EHLO},	    {"HELO", R_HELO},	   {"DATA", K_DATA},
+	{"AUTH", K_AUTH},	    {"BDAT", R_BDAT},
+};
+
+/* RFC 2920 3.1: the client waits for the reply to DATA (and to each AUTH step). */
+static void
+relay_wait(struct smtp_state *st, enum smtp_kind k)
+{
+	q_push(st, k);
+	st->cmode = C_WAIT;
+}
+
+/* One complete command line; returns 1 when it must not reach the backend. */
+static int
+relay_command(struct smtp_state *st, const char *line, size_t len)
+{
+	size_t n = proto_strip_eol(line, len), i = 0, w, k;
+	int kind = K_REPLY;
+	uint64_t size;
+
+	while (i < n && relay_space(line[i]))
+		i++;
+	for (w = i; w < n && !relay_space(line[w]); w++)
+		;
+	for (k = 0; k < sizeof(relay_cmds) / sizeof(relay_cmds[0]); k++)
+		if (word_eq(line + i, w - i, relay_cmds[k].name))
+			kind = relay_cmds[k].kind;
+	switch (kind) {
+	case K_REFUSE_TLS:
+	case K_REFUSE:
+		q_push(st, kind);
+		return 1;
+	case K_DATA:
+	case K_AUTH:
+		relay_wait(st, kind);
+		return 0;
+	case K_EHLO:
+	case R_HELO:
+		st->chunking = 0; /* until an EHLO reply says otherwise */
+		q_push(st, kind == K_EHLO ? K_EHLO : K_REPLY);
+		return 0;
+	case R_BDAT:
+		if (st->chunking && bdat_size(line + w, n - w, &size) && size > 0) {
+			st->chunk = size;
+			st->cmode = C_CHUNK;
+		}
+		break;
+	}
+	q_push(st, K_REPLY);
+	return 0;
+}
+
+/* End of DATA as Postfix sees it: a "." line after any LF, ended by LF or CRLF
+ * (RFC 5321 wants CRLF.CRLF only). Ending the body where a strict backend does not
+ * only confuses the client's own session; not ending it where a lenient one does
+ * would let commands after it pass unfiltered (SMTP smuggling). */
+#define DOT_END 4
+static int
+dot_step(int s, char c)
+{
+	switch (s) {
+	case 1: /* "\n" */
+		return c == '.' ? 2 : c == '\n' ? 1 : 0;
+	case 2: /* "\n." */
+		return c == '\n' ? DOT_END : c == '\r' ? 3 : 0;
+	case 3: /* "\n.\r" */
+		return c == '\n' ? DOT_END : 0;
+	default:
+		return c == '\n' ? 1 : 0;
+	}
+}
+
+static size_t
+body_end(struct smtp_state *st, size_t n)
+{
+	st->cmode = C_CMD;
+	st->dot = 0;
+	q_push(st, K_REPLY); /* a slot is free: the reply to DATA left it */
+	return n;
+}
+
+/* Body bytes at p, through the end-of-data line if it is there. Only the first and
+ * last three bytes are stepped through; memmem finds the rest. */
+static size_t
+body_scan(struct smtp_state *st, const char *p, size_t n)
+{
+	size_t i, head = n < 3 ? n : 3, at;
+	const char *q;
+	int s = st->dot;
+
+	for (i = 0; i < head; i++)
+		if ((s = dot_step(s, p[i])) == DOT_END)
+			return body_end(st, i + 1);
+	if (n > 3) {
+		for (q = p; (q = memmem(q, n - (size_t)(q - p), "\n.", 2)) != NULL; q++) {
+			at = (size_t)(q - p) + 2;
+			if (at < n && p[at] == '\n')
+				return body_end(st, at + 1);
+			if (at + 1 < n && p[at] == '\r' && p[at + 1] == '\n')
+				return body_end(st, at + 2);
+		}
+		for (s = 0, i = n - 3; i < n; i++)
+			s = dot_step(s, p[i]);
+	}
+	st->dot = s;
+	return n;
+}
+
+static size_t
+smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
+		   size_t cap, int full)
+{
+	struct smtp_state *st = state;
+	size_t pos = 0, scan = st->cscan, n, k;
+	int progress = 0;
+	const char *lf;
+
+	(void)cfg, (void)cap;
+	st->cscan = 0;
+	while (pos < *len) {
+		n = *len - pos;
+		switch (st->cmode) {
+		case C_WAIT:
+			return pos;
+		case C_BODY:
+			pos += body_scan(st, buf + pos, n);
+			progress = 1;
+			continue;
+		case C_CHUNK:
+			k = (uint64_t)n < st->chunk ? n : (size_t)st->chunk;
+			pos += k;
+			if ((st->chunk -= k) == 0)
+				st->cmode = C_CMD;
+			progress = 1;
+			continue;
+		case C_SASL_REST:
+		case C_DROP:
+			lf = memchr(buf + pos, '\n', n);
+			k = lf != NULL ? (size_t)(lf - (buf + pos)) + 1 : n;
+			if (st->cmode == C_DROP) {
+				memmove(buf + pos, buf + pos + k, n - k);
+				*len -= k;
+			} else
+				pos += k;
+			progress = 1;
+			if (lf != NULL && st->cmode == C_DROP)
+				st->cmode = C_CMD;
+			else if (lf != NULL)
+				relay_wait(st, K_AUTH);
+			continue;
+		case C_CMD:
+			/* every command needs a queue slot; the client waits for replies */
+			if (st->qlen == SMTP_QUEUE_MAX)
+				return pos;
+			break;
+		case C_SASL:
+			break;
+		}
+		if (pos > 0 || progress || scan > n)
+			scan = 0;
+		lf = memchr(buf + pos + scan, '\n', n - scan);
+		scan = 0;
+		if (lf == NULL) {
+			if (!full || progress) {
+				st->cscan = n;
+				return pos;
+			}
+			/* the line fills the buffer: SASL data passes, a command this long
+			 * is invalid and dropped whole, so no refused verb slips through */
+			if (st->cmode == C_SASL)
+				st->cmode = C_SASL_REST;
+			else if (q_push(st, K_TOO_LONG))
+				st->cmode = C_DROP;
+			else
+				return pos;
+			continue;
+		}
+		k = (size_t)(lf - (buf + pos)) + 1;
+		progress = 1;
+		if (st->cmode == C_SASL) {
+			pos += k;
+			relay_wait(st, K_AUTH);
+		} else if (relay_command(st, buf + pos, k)) {
+			memmove(buf + pos, buf + pos + k, n - k);
+			*len -= k;
+		} else
+			pos += k;
+	}
+	return pos;
+}
+
+/* --- relay: backend -> client --- */
+
+/* The reply to the queue's head is complete. */
+static void
+reply_done(struct smtp_state *st, int code)
+{
+	int kind = q_head(st);
+
+	q_pop(st);
+	if (st->cmode != C_WAIT)
+		return;
+	if (kind == K_DATA && code == 354) {
+		st->cmode = C_BODY;
+		st->dot = 1; /* the DATA line's LF */
+	} else if (kind == K_AUTH && code == 334)
+		st->cmode = C_SASL;
+	else if (kind == K_DATA || kind == K_AUTH)
+		st->cmode = C_CMD;
+}
+
+/* Between replies: our own answer, if it is its turn, goes in here. Returns -1 when
+ * the buffer has no room for it yet. */
+static int
+inject(struct smtp_state *st, char *buf, size_t *len, size_t cap, size_t *pos)
+{
+	const char *msg = refusal(st, q_head(st));
+	size_t m;
+
+	if (msg == NULL)
+		return 0;
+	m = strlen(msg);
+	if (*len > cap || m > cap - *len)
+		return -1;
+	memmove(buf + *pos + m, buf + *pos, *len - *pos);
+	memcpy(buf + *pos, msg, m);
+	*len += m;
+	*pos += m;
+	q_pop(st);
+	return 1;
+}
+
+/* Hold an EHLO reply until its last line, then drop the lines advertising what is
+ * refused here and fix the continuation marks. Returns 0: need more, 1: done, 2:
+ * the reply does not fit in the buffer, pass it line by line unfiltered. */
+static int
+ehlo_reply(struct smtp_state *st, char *buf, size_t *len, size_t *pos, int can_stream)
+{
+	char *p = buf + *pos;
+	size_t n = *len - *pos, end = 0, r, w, l, e, lastkept = 0, lastlen = 0;
+	const char *lf;
+	int last = 0, code, chunking = 0;
+
+	while (!last) {
+		if ((lf = memchr(p + end, '\n', n - end)) == NULL)
+			return can_stream ? 2 : 0;
+		l = (size_t)(lf - (p + end)) + 1;
+		last = reply_last(p + end, proto_strip_eol(p + end, l));
+		end += l;
+	}
+	code = reply_code(p, end);
+	for (r = w = 0; r < end && code == 250; r += l) {
+		l = (size_t)((const char *)memchr(p + r, '\n', end - r) - (p + r)) + 1;
+		e = proto_strip_eol(p + r, l);
+		if (r > 0 && e > 4 && cap_hidden(p + r + 4, e - 4, 0))
+			continue;
+		if (r > 0 && e > 4 && word_eq(p + r + 4, word_len(p + r + 4, e - 4), "CHUNKING"))
+			chunking = 1;
+		memmove(p + w, p + r, l);
+		lastkept = w;
+		lastlen = e;
+		w += l;
+	}
+	if (code == 250) {
+		if (lastlen > 3 && p[lastkept + 3] == '-')
+			p[lastkept + 3] = ' ';
+		memmove(p + w, p + end, n - end);
+		*len -= end - w;
+		end = w;
+		st->chunking = chunking;
+	}
+	*pos += end;
+	reply_done(st, code);
+	return 1;
+}
+
+/* Collect the first bytes of a backend line: they say whether the reply goes on. */
+static void
+line_head(struct smtp_state *st, const char *p, size_t n)
+{
+	if (!st->binreply) {
+		/* a reply nobody asked for (421 before closing) answers nothing */
+		st->binreply = 1;
+		st->bowned = st->qlen > 0 && refusal(st, q_head(st)) == NULL;
+	}
+	for (size_t i = 0; i < n && st->bheadlen < sizeof(st->bhead); i++)
+		st->bhead[st->bheadlen++] = p[i];
+}
+
+static void
+line_end(struct smtp_state *st)
+{
+	size_t n = st->bheadlen;
+
+	st->bheadlen = 0;
+	if (n > 0 && st->bhead[n - 1] == '\n')
+		n--;
+	if (n > 0 && st->bhead[n - 1] == '\r')
+		n--;
+	if (!reply_last(st->bhead, n))
+		return;
+	if (st->bowned)
+		reply_done(st, reply_code(st->bhead, n));
+	st->binreply = 0;
+}
+
+static size_t
+smtp_backend_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
+		    size_t cap, int full)
+{
+	struct smtp_state *st = state;
+	size_t pos = 0, scan = st->bscan, n, k;
+	int progress = 0, r;
+	const char *lf;
+
+	(void)cfg;
+	st->bscan = 0;
+	for (;;) {
+		if (!st->binreply) {
+			/* no room for our answer in a buffer full of what follows it:
+			 * only a backend talking out of turn gets here; pass its data */
+			r = inject(st, buf, len, cap, &pos);
+			if (r < 0 && (!full || progress))
+				break;
+			if (r > 0) {
+				progress = 1;
+				continue;
+			}
+			if (pos < *len && q_head(st) == K_EHLO) {
+				r = ehlo_reply(st, buf, len, &pos, full && !progress);
+				if (r == 0)
+					break;
+				if (r == 1) {
+					progress = 1;
+					continue;
+				}
+			}
+		}
+		if (pos == *len)
+			break;
+		n = *len - pos;
+		if (pos > 0 || progress || scan > n)
+			scan = 0;
+		lf = memchr(buf + pos + scan, '\n', n - scan);
+		scan = 0;
+		if (lf == NULL && !st->bmid && (!full || progress)) {
+			st->bscan = n;
+			break;
+		}
+		/* a whole line, or (bmid, or the buffer is full) what there is of it */
+		k = lf != NULL ? (size_t)(lf - (buf + pos)) + 1 : n;
+		line_head(st, buf + pos, k);
+		pos += k;
+		progress = 1;
+		st->bmid = lf == NULL;
+		if (lf != NULL)
+			line_end(st);
+	}
+	return pos;
+}
+
+/* --- capability probe --- */
+
+static void
+smtp_probe_init(void *pstate, const struct proto_config *cfg)
+{
+	struct smtp_probe *ps = pstate;
+
+	(void)cfg;
+	memset(ps, 0, sizeof(*ps));
+}
+
+static void
+probe_add(struct smtp_probe *ps, const char *kw, size_t n, char *caps, size_t capslen)
+{
+	while (n > 0 && kw[n - 1] == ' ')
+		n--;
+	/* keywords land in our own EHLO replies: nothing that could end a line */
+	if (n == 0 || !printable(kw, n) || ps->used + n + 2 > capslen)
+		return;
+	if (ps->used > 0)
+		caps[ps->used++] = '\n';
+	memcpy(caps + ps->used, kw, n);
+	ps->used += n;
+	caps[ps->used] = '\0';
+}
+
+static enum proto_probe
+smtp_probe_line(void *pstate, const struct proto_config *cfg, const char *line, size_t len,
+		struct proto_out *out, char *caps, size_t capslen)
+{
+	struct smtp_probe *ps = pstate;
+	size_t n = proto_strip_eol(line, len);
+	int code = reply_code(line, n);
+
+	if (capslen > 0 && ps->used == 0)
+		caps[0] = '\0';
+	if (code < 200 || code > 299 || ps->stage == P_DONE)
+		return PROTO_P_FAIL;
+	if (ps->stage == P_GREETING) {
+		if (!reply_last(line, n))
+			return PROTO_P_MORE;
+		proto_out_printf(out, "EHLO %s\r\n", smtp_host(cfg));
+		ps->stage = P_EHLO;
+		ps->first = 1;
+		return PROTO_P_SEND;
+	}
+	if (!ps->first && n > 4)
+		probe_add(ps, line + 4, n - 4, caps, capslen);
+	ps->first = 0;
+	if (!reply_last(line, n))
+		return PROTO_P_MORE;
+	ps->stage = P_DONE;
+	proto_out_printf(out, "QUIT\r\n");
+	return PROTO_P_DONE;
+}
 
 const struct protocol protocol_smtp = {
 	.name = "smtp",
+	.max_line = SMTP_LINE_MAX,
+	.state_size = sizeof(struct smtp_state),
 	/* RFC 5321 4.2.3: 421 closes the channel; 4.3.2 "system not accepting messages". */
 	.tempfail_reply = "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n",
+	.too_long_reply = "500 5.5.0 Error: line too long\r\n",
+	/* BEHAVIOUR.md has HOST in it; a const reply cannot (see the report) */
+	.timeout_reply = "421 4.4.2 Error: timeout exceeded\r\n",
 	/* RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for the next command. */
 	.default_idle_timeout = 300.0,
+	.init = smtp_init,
+	.greeting = smtp_greeting,
+	.client_line = smtp_client_line,
+	.backend_line = smtp_backend_line,
+	.client_filter = smtp_client_filter,
+	.backend_filter = smtp_backend_filter,
+	.probe_state_size = sizeof(struct smtp_probe),
+	.probe_init = smtp_probe_init,
+	.probe_line = smtp_probe_line,
 };

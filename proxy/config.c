@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "../protocols/protocol.h"
 
@@ -257,8 +258,43 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 	} else if (!strcmp(name, "tls")) {
 		if (!strcasecmp(v, "implicit"))
 			l->tls = TLS_MODE_IMPLICIT;
+		else if (!strcasecmp(v, "starttls"))
+			l->tls = TLS_MODE_STARTTLS;
 		else
-			config_error(c, p->lineno, "tls: expected implicit, not \"%s\"", v);
+			config_error(c, p->lineno, "tls: expected implicit or starttls, not \"%s\"", v);
+	} else if (!strcmp(name, "security_level")) {
+		l->security_level_line = p->lineno;
+		if (!strcasecmp(v, "may"))
+			l->security_level = PROTO_LEVEL_MAY;
+		else if (!strcasecmp(v, "encrypt"))
+			l->security_level = PROTO_LEVEL_ENCRYPT;
+		else
+			config_error(c, p->lineno, "security_level: expected may or encrypt, not \"%s\"",
+				     v);
+	} else if (!strcmp(name, "hostname")) {
+		set_str(p, &l->hostname, NULL, name, v, 0);
+		if (strpbrk(v, " \t\r\n") != NULL || *v == '\0')
+			config_error(c, p->lineno, "hostname: expected a host name without spaces");
+	} else if (!strcmp(name, "greeting")) {
+		set_str(p, &l->greeting, NULL, name, v, 0);
+	} else if (!strcmp(name, "capabilities")) {
+		/* Comma-separated (capabilities themselves contain spaces: "SIZE 10240000"). */
+		char *joined = NULL;
+		if (l->capabilities != NULL && p->continuation) {
+			if (asprintf(&joined, "%s,%s", l->capabilities, v) < 0)
+				joined = NULL;
+			free(l->capabilities);
+			l->capabilities = joined;
+		} else {
+			set_str(p, &l->capabilities, &l->capabilities_line, name, v, 0);
+		}
+	} else if (!strcmp(name, "capabilities_refresh")) {
+		if (config_parse_duration(v, &l->capabilities_refresh) != 0 ||
+		    l->capabilities_refresh < 1)
+			config_error(c, p->lineno, "capabilities_refresh: bad duration \"%s\" (>= 1s)", v);
+	} else if (!strcmp(name, "dialogue_timeout")) {
+		if (config_parse_duration(v, &l->dialogue_timeout) != 0 || l->dialogue_timeout <= 0)
+			config_error(c, p->lineno, "dialogue_timeout: bad duration \"%s\"", v);
 	} else if (!strcmp(name, "listen")) {
 		int n;
 		set_str(p, &l->listen_str, NULL, name, v, 0);
@@ -331,6 +367,9 @@ begin_section(struct parse_ctx *p, const char *sect)
 		l->handshake_timeout = 30.0;
 		l->idle_timeout = -1;
 		l->tls = TLS_MODE_IMPLICIT;
+		l->security_level = PROTO_LEVEL_ENCRYPT;
+		l->capabilities_refresh = 600.0;
+		l->dialogue_timeout = 300.0;
 		struct cfg_listener **tail = &c->listeners;
 		while (*tail)
 			tail = &(*tail)->next;
@@ -477,6 +516,41 @@ validate(struct config *c)
 		}
 		if (l->idle_timeout < 0 && l->proto != NULL)
 			l->idle_timeout = l->proto->default_idle_timeout;
+		if (l->tls == TLS_MODE_IMPLICIT && l->security_level_line)
+			config_error(c, l->security_level_line,
+				     "security_level: only for tls = starttls (implicit TLS is always encrypted)");
+		if (l->hostname == NULL) {
+			char host[256] = "localhost";
+			gethostname(host, sizeof(host) - 1);
+			host[sizeof(host) - 1] = '\0';
+			l->hostname = strdup(host);
+		}
+		if (l->capabilities != NULL) {
+			/* Normalise to the protocol interface's form: one per line, trimmed. */
+			char *out = malloc(strlen(l->capabilities) + 2), *o = out, *save = NULL;
+			for (char *t = strtok_r(l->capabilities, ",", &save); out && t;
+			     t = strtok_r(NULL, ",", &save)) {
+				while (*t == ' ' || *t == '\t')
+					t++;
+				size_t n = strlen(t);
+				while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+					n--;
+				if (n == 0)
+					continue;
+				if (memchr(t, '\r', n) || memchr(t, '\n', n)) {
+					config_error(c, l->capabilities_line, "capabilities: control characters");
+					continue;
+				}
+				memcpy(o, t, n);
+				o += n;
+				*o++ = '\n';
+			}
+			if (out != NULL) {
+				*o = '\0';
+				free(l->capabilities);
+				l->capabilities = out;
+			}
+		}
 		for (struct cfg_listener *o = c->listeners; o != l; o = o->next)
 			if (o->listen.len && o->listen.len == l->listen.len &&
 			    !memcmp(&o->listen.ss, &l->listen.ss, l->listen.len))
@@ -578,6 +652,9 @@ config_free(struct config *c)
 		free(l->ciphers);
 		free(l->ciphersuites);
 		free(l->groups);
+		free(l->hostname);
+		free(l->greeting);
+		free(l->capabilities);
 		free(l);
 	}
 	while (c->backends) {

@@ -13,7 +13,10 @@
 
 struct protocol;
 
-enum tls_mode { TLS_MODE_IMPLICIT };
+enum tls_mode {
+	TLS_MODE_IMPLICIT, /* wrapper mode: handshake at once (465/993/995) */
+	TLS_MODE_STARTTLS, /* plaintext dialogue answered by mailedge, then STARTTLS/STLS */
+};
 
 struct sockaddr_any {
 	struct sockaddr_storage ss;
@@ -54,6 +57,15 @@ struct cfg_listener {
 	int groups_line;
 	double handshake_timeout;
 	double idle_timeout;                   /* < 0: the protocol's default */
+	/* STARTTLS listeners */
+	int security_level;                    /* enum proto_level: may / encrypt */
+	int security_level_line;
+	char *hostname;                        /* greeting and EHLO name */
+	char *greeting;                        /* text after the host name in the greeting */
+	char *capabilities;                    /* static override, '\n'-separated */
+	int capabilities_line;
+	double capabilities_refresh;           /* probe period */
+	double dialogue_timeout;               /* pre-TLS idle */
 	struct cfg_listener *next;
 };
 

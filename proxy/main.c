@@ -18,6 +18,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "probe.h"
 #include "tls.h"
 #include "version.h"
 
@@ -27,6 +28,8 @@ struct server {
 	struct ev_loop *loop;
 	struct config *cfg;
 	struct listener *listeners;
+	struct probe *probes[64];
+	int nprobes;
 	struct service_stats stats;
 	ev_signal sigterm, sigint;
 	ev_timer shutdown_timer;
@@ -64,6 +67,11 @@ build_listeners(struct config *cfg, struct ev_loop *loop, struct service_stats *
 		l->svc.stats = stats;
 		l->max_connections = cfg->max_connections;
 		l->svc.ctx = tls_ctx_new(cl, report_to_config, cfg);
+		l->svc.pcfg.level = (enum proto_level)cl->security_level;
+		l->svc.pcfg.implicit_tls = cl->tls == TLS_MODE_IMPLICIT;
+		l->svc.pcfg.hostname = cl->hostname;
+		l->svc.pcfg.greeting = cl->greeting;
+		l->svc.pcfg.caps = cl->capabilities; /* NULL: learned by the probe */
 		*tail = l;
 		tail = &l->next;
 	}
@@ -146,6 +154,9 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		 strsignal(w->signum), srv->stats.active, srv->cfg->shutdown_timeout);
 	for (struct listener *l = srv->listeners; l; l = l->next)
 		listener_stop(l);
+	for (int i = 0; i < srv->nprobes; i++)
+		probe_stop(srv->probes[i]);
+	srv->nprobes = 0;
 	ev_timer_init(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg->shutdown_timeout, 0.0);
 	srv->shutdown_timer.data = srv;
 	ev_timer_start(loop, &srv->shutdown_timer);
@@ -242,21 +253,33 @@ main(int argc, char **argv)
 	ev_signal_start(srv.loop, &srv.sigterm);
 	ev_signal_start(srv.loop, &srv.sigint);
 	for (struct listener *l = srv.listeners; l; l = l->next) {
+		const struct cfg_listener *cl = l->svc.cfg;
 		char addr[80];
 		listener_start(l);
-		log_info("[listener %s]: %s %s on %s -> [backend %s] %s", l->svc.cfg->name,
-			 l->svc.cfg->proto->name, "implicit TLS",
-			 config_addr_str(&l->svc.cfg->listen, addr, sizeof(addr)),
-			 l->svc.cfg->backend->name, l->svc.cfg->backend->address);
+		log_info("[listener %s]: %s %s on %s -> [backend %s] %s", cl->name, cl->proto->name,
+			 cl->tls == TLS_MODE_IMPLICIT ? "implicit TLS"
+			 : cl->security_level == PROTO_LEVEL_MAY ? "STARTTLS (may)"
+								  : "STARTTLS (encrypt)",
+			 config_addr_str(&cl->listen, addr, sizeof(addr)), cl->backend->name,
+			 cl->backend->address);
+		if (cl->tls == TLS_MODE_STARTTLS && cl->capabilities == NULL &&
+		    srv.nprobes < (int)(sizeof(srv.probes) / sizeof(srv.probes[0])))
+			srv.probes[srv.nprobes++] = probe_start(&l->svc);
 	}
 	tls_version_info(info, sizeof(info));
 	log_info("mailedge %s started (%s)", MAILEDGE_VERSION, info);
 	ev_run(srv.loop, 0);
-	log_info("mailedge stopped: %llu sessions served, %llu TLS handshakes, %llu failed",
+	log_info("mailedge stopped: %llu sessions served, %llu TLS handshakes, %llu failed, "
+		 "%llu STARTTLS, %llu plaintext, %llu with bytes discarded after STARTTLS",
 		 (unsigned long long)srv.stats.accepted, (unsigned long long)srv.stats.handshakes,
-		 (unsigned long long)srv.stats.handshake_failures);
+		 (unsigned long long)srv.stats.handshake_failures,
+		 (unsigned long long)srv.stats.starttls,
+		 (unsigned long long)srv.stats.plaintext_sessions,
+		 (unsigned long long)srv.stats.starttls_discarded);
 	srv.stats.on_session_closed = NULL;
 	session_close_all("shutdown");
+	for (int i = 0; i < srv.nprobes; i++)
+		probe_stop(srv.probes[i]);
 	rc = 0;
 out:
 	free_listeners(srv.listeners);

@@ -62,6 +62,50 @@ relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint
 	d->failed_dst = 0;
 	d->err = 0;
 	d->bytes = 0;
+	d->filter = NULL;
+	d->filter_ctx = NULL;
+	d->final = 0;
+}
+
+void
+relay_dir_set_filter(struct relay_dir *d, relay_filter_fn f, void *ctx)
+{
+	d->filter = f;
+	d->filter_ctx = ctx;
+	d->final = 0;
+}
+
+/* How many buffered bytes may be sent. Without a filter, all of them; with one, run it
+ * over the bytes not yet examined (also when there are none: it may have a reply to
+ * insert, or be unblocked by the other direction). Returns 1 if `final` grew. */
+static int
+relay_filter_run(struct relay_dir *d)
+{
+	struct buffer *b = &d->buf;
+	size_t before = d->final, len, cap, f;
+	int full;
+
+	if (d->filter == NULL) {
+		d->final = buffer_len(b);
+		return d->final != before;
+	}
+	if (b->end == b->cap && b->start > 0)
+		buffer_space(b); /* compact so the filter has room to insert */
+	len = buffer_len(b) - d->final;
+	cap = b->cap - b->start - d->final;
+	/* "full": nothing can be sent and nothing more can arrive, so an incomplete line
+	 * can never complete; at EOF likewise. The filter must then make progress. */
+	full = (d->final == 0 && buffer_len(b) == b->cap) || d->src_eof;
+	f = d->filter(d->filter_ctx, (char *)buffer_data(b) + d->final, &len, cap, full);
+	if (len > cap)
+		len = cap; /* a broken filter must not make us overrun */
+	if (f > len)
+		f = len;
+	b->end = b->start + d->final + len;
+	d->final += f;
+	if (buffer_len(b) == 0)
+		buffer_reset(b);
+	return d->final != before;
 }
 
 enum relay_result
@@ -72,10 +116,12 @@ relay_step(struct relay_dir *d)
 		size_t n = 0;
 		enum io_result r;
 
+		progress = relay_filter_run(d);
 		/* Deliver first: frees room, and keeps latency low. */
-		if (buffer_len(&d->buf) > 0 && d->dst_wait == IO_OK) {
-			r = d->dst_ops->send(d->dst, buffer_data(&d->buf), buffer_len(&d->buf), &n, &d->err);
+		if (d->final > 0 && d->dst_wait == IO_OK) {
+			r = d->dst_ops->send(d->dst, buffer_data(&d->buf), d->final, &n, &d->err);
 			if (r == IO_OK) {
+				d->final -= n;
 				buffer_consume(&d->buf, n);
 				d->bytes += n;
 				progress = 1;
@@ -100,6 +146,7 @@ relay_step(struct relay_dir *d)
 			} else if (r == IO_EOF) {
 				d->src_eof = 1;
 				progress = 1;
+				relay_filter_run(d); /* flush what the filter held at EOF */
 			} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
 				d->src_wait = r;
 			} else {

@@ -35,8 +35,15 @@ enum relay_result {
 	RELAY_ERROR,    /* error on src or dst; see err, failed_side */
 };
 
+/* Optional stream filter (see protocol.h, proto_filter_fn): examines bytes not yet
+ * examined, in place; returns how many leading bytes are final (may be forwarded). */
+typedef size_t (*relay_filter_fn)(void *ctx, char *buf, size_t *len, size_t cap, int full);
+
 struct relay_dir {
 	struct buffer buf;
+	relay_filter_fn filter;  /* NULL: every byte is final at once */
+	void *filter_ctx;
+	size_t final;            /* leading bytes of buf examined and ready to send */
 	const struct endpoint_ops *src_ops, *dst_ops;
 	void *src, *dst;
 	enum io_result src_wait; /* IO_OK: not waiting; else the readiness src needs */
@@ -49,6 +56,7 @@ struct relay_dir {
 
 void relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
 		    void *src, const struct endpoint_ops *dst_ops, void *dst);
+void relay_dir_set_filter(struct relay_dir *d, relay_filter_fn f, void *ctx);
 /* Move as much as possible without blocking (bounded number of syscalls). */
 enum relay_result relay_step(struct relay_dir *d);
 

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "../protocols/protocol.h"
 #include "backend.h"
+#include "dialogue.h"
 #include "log.h"
 #include "relay.h"
 
@@ -21,16 +23,19 @@
 #define TEMPFAIL_TIMEOUT 5.0
 
 enum session_state {
+	S_DIALOGUE,         /* STARTTLS listeners: greeting and commands answered by us */
 	S_HANDSHAKE,
 	S_CONNECTING,
+	S_BACKEND_DIALOGUE, /* swallow the backend greeting, replay for plaintext `may` */
 	S_RELAY,
-	S_DRAINING, /* client finished sending; backend -> client still flowing */
-	S_TEMPFAIL, /* writing the protocol's temporary-failure reply */
+	S_DRAINING,         /* client finished sending; backend -> client still flowing */
+	S_TEMPFAIL,         /* writing the protocol's temporary-failure reply */
 	S_CLOSED,
 };
 
-static const char *const state_names[] = {"HANDSHAKE", "CONNECTING", "RELAY",
-					  "DRAINING",  "TEMPFAIL",   "CLOSED"};
+static const char *const state_names[] = {"DIALOGUE", "HANDSHAKE", "CONNECTING",
+					  "BACKEND_DIALOGUE", "RELAY", "DRAINING",
+					  "TEMPFAIL", "CLOSED"};
 
 struct tls_endpoint {
 	WOLFSSL *ssl;
@@ -53,15 +58,24 @@ struct session {
 	ev_tstamp started, last_activity;
 	struct tls_endpoint tls;
 	struct plain_endpoint backend;
+	struct plain_endpoint client_plain;  /* plaintext `may` sessions */
+	const struct endpoint_ops *cops;     /* the client endpoint once relaying: TLS or plain */
+	void *cep;
 	struct relay_block *relay;
+	struct dialogue *dlg;                /* pre-TLS only */
+	struct backend_dlg *bdlg;            /* backend dialogue only */
 	int backend_idx;
 	size_t tempfail_off;
 	unsigned tls_up : 1;
+	unsigned tls_done : 1;
+	unsigned plaintext : 1;
 	unsigned backend_shut : 1;
 	unsigned queued : 1;
 	struct session *runq_next;
 	struct session *prev, *next; /* all sessions, for shutdown */
 	char peer[INET6_ADDRSTRLEN + 16]; /* "unknown[ip]:port", the Postfix form */
+	/* Protocol state (proto->state_size bytes), for the whole session. */
+	_Alignas(max_align_t) unsigned char pstate[];
 };
 
 size_t
@@ -245,9 +259,12 @@ session_close(struct session *s, const char *reason)
 		in = s->relay->c2b.bytes;
 		out = s->relay->b2c.bytes;
 	}
-	log_info("%s#%llu: disconnect from %s reason=%s in=%llu out=%llu duration=%.3fs",
+	log_info("%s#%llu: disconnect from %s reason=%s tls=%s in=%llu out=%llu duration=%.3fs",
 		 s->svc->cfg->name, (unsigned long long)s->id, s->peer, reason,
-		 (unsigned long long)in, (unsigned long long)out, ev_now(loop) - s->started);
+		 s->tls_done ? "yes" : "no", (unsigned long long)in, (unsigned long long)out,
+		 ev_now(loop) - s->started);
+	dialogue_free(s->dlg);
+	free(s->bdlg);
 	if (s->tls.ssl != NULL)
 		wolfSSL_free(s->tls.ssl);
 	if (s->cfd >= 0)
@@ -267,7 +284,7 @@ session_close(struct session *s, const char *reason)
 		st->on_session_closed(st->arg);
 }
 
-/* --- backend unreachable: the protocol's own temporary failure, over TLS --- */
+/* --- backend unreachable: the protocol's own temporary failure, then close --- */
 
 static void
 tempfail_step(struct session *s)
@@ -278,8 +295,8 @@ tempfail_step(struct session *s)
 	int err = 0;
 
 	while (s->tempfail_off < len) {
-		enum io_result r = tls_send(&s->tls, msg + s->tempfail_off, len - s->tempfail_off, &n,
-					    &err);
+		enum io_result r = s->cops->send(s->cep, msg + s->tempfail_off, len - s->tempfail_off,
+						 &n, &err);
 		if (r == IO_OK) {
 			s->tempfail_off += n;
 		} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
@@ -298,31 +315,71 @@ static void
 backend_unavailable(struct session *s)
 {
 	s->svc->stats->backend_failures++;
-	log_warn("%s#%llu: no backend of [backend %s] reachable for %s: sending temporary failure",
+	log_warn("%s#%llu: no backend of [backend %s] usable for %s: sending temporary failure",
 		 s->svc->cfg->name, (unsigned long long)s->id, s->svc->cfg->backend->name, s->peer);
+	if (s->bfd >= 0) {
+		ev_io_stop(s->svc->loop, &s->bio);
+		close(s->bfd);
+		s->bfd = -1;
+	}
 	session_enter(s, S_TEMPFAIL);
-	io_want(s, &s->bio, -1, 0);
 	timer_set(s, TEMPFAIL_TIMEOUT);
 	tempfail_step(s);
 }
 
 /* --- relay --- */
 
+static size_t
+filter_c2b(void *ctx, char *buf, size_t *len, size_t cap, int full)
+{
+	struct session *s = ctx;
+	return s->svc->cfg->proto->client_filter(s->pstate, &s->svc->pcfg, buf, len, cap, full);
+}
+
+static size_t
+filter_b2c(void *ctx, char *buf, size_t *len, size_t cap, int full)
+{
+	struct session *s = ctx;
+	return s->svc->cfg->proto->backend_filter(s->pstate, &s->svc->pcfg, buf, len, cap, full);
+}
+
+/* Relay buffers are allocated once the backend answers, not at accept: a session that
+ * never gets this far costs no relay memory. */
+static int
+relay_alloc(struct session *s)
+{
+	const struct protocol *p = s->svc->cfg->proto;
+	struct relay_block *rb = malloc(sizeof(*rb));
+
+	if (rb == NULL)
+		return -1;
+	s->relay = rb;
+	s->backend.fd = s->bfd;
+	relay_dir_init(&rb->c2b, rb->mem[0], RELAY_BUF_SIZE, s->cops, s->cep, &plain_endpoint_ops,
+		       &s->backend);
+	relay_dir_init(&rb->b2c, rb->mem[1], RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend,
+		       s->cops, s->cep);
+	if (p->client_filter != NULL)
+		relay_dir_set_filter(&rb->c2b, filter_c2b, s);
+	if (p->backend_filter != NULL)
+		relay_dir_set_filter(&rb->b2c, filter_b2c, s);
+	return 0;
+}
+
 static void
 relay_start(struct session *s)
 {
-	struct relay_block *rb = malloc(sizeof(*rb));
+	struct relay_block *rb = s->relay;
 
-	if (rb == NULL) {
-		session_close(s, "out-of-memory");
-		return;
+	if (s->dlg != NULL) {
+		/* Plaintext `may` handover: the pending command and whatever the client sent after
+		 * it go to the backend, through the client filter like everything else. */
+		buffer_append(&rb->c2b.buf, buffer_data(&s->dlg->in), buffer_len(&s->dlg->in));
+		dialogue_free(s->dlg);
+		s->dlg = NULL;
 	}
-	s->relay = rb;
-	s->backend.fd = s->bfd;
-	relay_dir_init(&rb->c2b, rb->mem[0], RELAY_BUF_SIZE, &tls_endpoint_ops, &s->tls,
-		       &plain_endpoint_ops, &s->backend);
-	relay_dir_init(&rb->b2c, rb->mem[1], RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend,
-		       &tls_endpoint_ops, &s->tls);
+	free(s->bdlg);
+	s->bdlg = NULL;
 	session_enter(s, S_RELAY);
 	s->last_activity = ev_now(s->svc->loop);
 	timer_set(s, s->svc->cfg->idle_timeout);
@@ -335,8 +392,12 @@ relay_failure(struct session *s, const struct relay_dir *d)
 	int client_side = (d == &s->relay->c2b) != d->failed_dst;
 
 	if (client_side) {
-		log_info("%s#%llu: TLS error from %s: %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer, tls_error_reason(d->err));
+		if (s->plaintext)
+			log_info("%s#%llu: client error from %s: %s", s->svc->cfg->name,
+				 (unsigned long long)s->id, s->peer, strerror(d->err));
+		else
+			log_info("%s#%llu: TLS error from %s: %s", s->svc->cfg->name,
+				 (unsigned long long)s->id, s->peer, tls_error_reason(d->err));
 		return "client-error";
 	}
 	log_info("%s#%llu: backend error for %s: %s", s->svc->cfg->name, (unsigned long long)s->id,
@@ -352,33 +413,40 @@ relay_run(struct session *s)
 	enum relay_result r;
 	int more = 0;
 
-	if (!s->backend_shut) {
-		r = relay_step(&rb->c2b);
+	/* Client to backend, backend to client, and the client side once more: a backend
+	 * reply seen by the backend filter (SMTP 354) may release held client data. */
+	for (int pass = 0; pass < (rb->c2b.filter ? 2 : 1); pass++) {
+		if (!s->backend_shut) {
+			r = relay_step(&rb->c2b);
+			if (r == RELAY_ERROR) {
+				session_close(s, relay_failure(s, &rb->c2b));
+				return;
+			}
+			if (r == RELAY_DONE) {
+				/* Client is done sending: pass the half-close on, keep draining replies. */
+				shutdown(s->bfd, SHUT_WR);
+				s->backend_shut = 1;
+				session_enter(s, S_DRAINING);
+			}
+			more |= r == RELAY_MORE;
+		}
+		if (pass == 1)
+			break;
+		r = relay_step(&rb->b2c);
 		if (r == RELAY_ERROR) {
-			session_close(s, relay_failure(s, &rb->c2b));
+			session_close(s, relay_failure(s, &rb->b2c));
 			return;
 		}
 		if (r == RELAY_DONE) {
-			/* Client is done sending: pass the half-close on, keep draining replies. */
-			shutdown(s->bfd, SHUT_WR);
-			s->backend_shut = 1;
-			session_enter(s, S_DRAINING);
+			tls_goodbye(s);
+			session_close(s, s->backend_shut ? "client-closed" : "backend-closed");
+			return;
 		}
 		more |= r == RELAY_MORE;
 	}
-	r = relay_step(&rb->b2c);
-	if (r == RELAY_ERROR) {
-		session_close(s, relay_failure(s, &rb->b2c));
-		return;
-	}
-	if (r == RELAY_DONE) {
-		tls_goodbye(s);
-		session_close(s, s->backend_shut ? "client-closed" : "backend-closed");
-		return;
-	}
-	more |= r == RELAY_MORE;
 
-	int cev = io_events(rb->b2c.dst_wait), bev = io_events(rb->b2c.src_wait);
+	int cev = io_events(rb->b2c.dst_wait), bev = io_events(rb->b2c.src_eof ? IO_OK
+									      : rb->b2c.src_wait);
 	if (!s->backend_shut) {
 		cev |= io_events(rb->c2b.src_eof ? IO_OK : rb->c2b.src_wait);
 		bev |= io_events(rb->c2b.dst_wait);
@@ -407,6 +475,60 @@ relay_event(struct session *s, void *endpoint, int revents)
 	relay_run(s);
 }
 
+/* --- backend dialogue (STARTTLS listeners): greeting swallowed, plaintext replay --- */
+
+static void
+backend_dialogue_run(struct session *s)
+{
+	switch (backend_dialogue_step(s->bdlg, s->bfd)) {
+	case BDLG_WANT_READ:
+		io_want(s, &s->bio, s->bfd, EV_READ);
+		break;
+	case BDLG_WANT_WRITE:
+		io_want(s, &s->bio, s->bfd, EV_WRITE);
+		break;
+	case BDLG_DONE:
+		relay_start(s);
+		break;
+	case BDLG_REFUSED:
+		log_warn("%s#%llu: backend refused the session for %s: \"%s\"", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer, s->bdlg->why);
+		backend_unavailable(s);
+		break;
+	case BDLG_BROKEN:
+		log_warn("%s#%llu: backend dialogue failed for %s: %s", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer, strerror(s->bdlg->err));
+		backend_unavailable(s);
+		break;
+	}
+}
+
+static void
+backend_connected(struct session *s)
+{
+	if (relay_alloc(s) != 0) {
+		session_close(s, "out-of-memory");
+		return;
+	}
+	if (s->svc->cfg->tls == TLS_MODE_IMPLICIT) {
+		/* Wrapper mode: the backend's own greeting goes to the client byte-exact. */
+		relay_start(s);
+		return;
+	}
+	s->bdlg = calloc(1, sizeof(*s->bdlg));
+	if (s->bdlg == NULL) {
+		session_close(s, "out-of-memory");
+		return;
+	}
+	s->bdlg->proto = s->svc->cfg->proto;
+	s->bdlg->cfg = &s->svc->pcfg;
+	s->bdlg->state = s->pstate;
+	s->bdlg->in = &s->relay->b2c.buf;
+	session_enter(s, S_BACKEND_DIALOGUE);
+	timer_set(s, s->svc->cfg->backend->connect_timeout);
+	backend_dialogue_run(s);
+}
+
 /* --- backend connect with failover --- */
 
 static void
@@ -420,7 +542,7 @@ connect_next(struct session *s)
 		const struct sockaddr_any *a = &b->addrs[s->backend_idx++];
 		enum backend_connect r = backend_connect_start(a, &s->bfd, &err);
 		if (r == BACKEND_CONNECTED) {
-			relay_start(s);
+			backend_connected(s);
 			return;
 		}
 		if (r == BACKEND_IN_PROGRESS) {
@@ -457,7 +579,15 @@ connect_event(struct session *s)
 		connect_failed(s, strerror(err));
 		return;
 	}
-	relay_start(s);
+	backend_connected(s);
+}
+
+static void
+start_connecting(struct session *s)
+{
+	io_want(s, &s->cio, s->cfd, 0);
+	session_enter(s, S_CONNECTING);
+	connect_next(s);
 }
 
 /* --- handshake --- */
@@ -486,13 +616,84 @@ handshake_step(struct session *s)
 		return;
 	}
 	s->tls_up = 1;
+	s->tls_done = 1;
+	s->cops = &tls_endpoint_ops;
+	s->cep = &s->tls;
 	s->svc->stats->handshakes++;
 	tls_describe(s->tls.ssl, desc, sizeof(desc));
 	log_info("%s#%llu: TLS connection established from %s: %s", s->svc->cfg->name,
 		 (unsigned long long)s->id, s->peer, desc);
-	io_want(s, &s->cio, s->cfd, 0);
-	session_enter(s, S_CONNECTING);
-	connect_next(s);
+	start_connecting(s);
+}
+
+static void
+handshake_start(struct session *s)
+{
+	s->tls.ssl = wolfSSL_new(s->svc->ctx);
+	if (s->tls.ssl == NULL || wolfSSL_set_fd(s->tls.ssl, s->cfd) != WOLFSSL_SUCCESS) {
+		session_close(s, "out-of-memory");
+		return;
+	}
+	session_enter(s, S_HANDSHAKE);
+	timer_set(s, s->svc->cfg->handshake_timeout);
+	handshake_step(s);
+}
+
+/* --- pre-TLS dialogue (STARTTLS listeners) --- */
+
+static void
+dialogue_run(struct session *s)
+{
+	const struct cfg_listener *c = s->svc->cfg;
+	struct dialogue *d = s->dlg;
+
+	switch (dialogue_step(d, s->cfd)) {
+	case DLG_WANT_READ:
+		io_want(s, &s->cio, s->cfd, EV_READ);
+		break;
+	case DLG_WANT_WRITE:
+		io_want(s, &s->cio, s->cfd, EV_WRITE);
+		break;
+	case DLG_STARTTLS:
+		s->svc->stats->starttls++;
+		if (d->discarded > 0) {
+			/* The STARTTLS injection class (CVE-2011-0411): never executed, never forwarded. */
+			s->svc->stats->starttls_discarded++;
+			s->svc->stats->starttls_discarded_bytes += d->discarded;
+			log_warn("%s#%llu: discarded %zu bytes sent by %s after STARTTLS, before TLS "
+				 "(possible command injection)",
+				 c->name, (unsigned long long)s->id, d->discarded, s->peer);
+		}
+		dialogue_free(d);
+		s->dlg = NULL;
+		/* Everything learned before TLS is forgotten. */
+		c->proto->init(s->pstate, &s->svc->pcfg, 1);
+		handshake_start(s);
+		break;
+	case DLG_BACKEND:
+		s->plaintext = 1;
+		s->cops = &plain_endpoint_ops;
+		s->cep = &s->client_plain;
+		s->svc->stats->plaintext_sessions++;
+		log_info("%s#%llu: client %s continues without STARTTLS: relaying in plaintext "
+			 "(security_level = may)",
+			 c->name, (unsigned long long)s->id, s->peer);
+		start_connecting(s);
+		break;
+	case DLG_CLOSE:
+		log_info("%s#%llu: pre-TLS dialogue with %s ended: \"%s\"", c->name,
+			 (unsigned long long)s->id, s->peer, d->last_reply);
+		session_close(s, "dialogue-end");
+		break;
+	case DLG_EOF:
+		session_close(s, "client-closed");
+		break;
+	case DLG_ERROR:
+		log_info("%s#%llu: client error from %s: %s", c->name, (unsigned long long)s->id,
+			 s->peer, strerror(d->err));
+		session_close(s, "client-error");
+		break;
+	}
 }
 
 /* --- watchers --- */
@@ -501,15 +702,17 @@ static void
 client_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *s = w->data;
-	(void)loop;
 
 	switch (s->state) {
+	case S_DIALOGUE:
+		dialogue_run(s);
+		break;
 	case S_HANDSHAKE:
 		handshake_step(s);
 		break;
 	case S_RELAY:
 	case S_DRAINING:
-		relay_event(s, &s->tls, revents);
+		relay_event(s, s->cep, revents);
 		break;
 	case S_TEMPFAIL:
 		tempfail_step(s);
@@ -524,11 +727,13 @@ static void
 backend_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *s = w->data;
-	(void)loop;
 
 	switch (s->state) {
 	case S_CONNECTING:
 		connect_event(s);
+		break;
+	case S_BACKEND_DIALOGUE:
+		backend_dialogue_run(s);
 		break;
 	case S_RELAY:
 	case S_DRAINING:
@@ -547,6 +752,12 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 
 	switch (s->state) {
+	case S_DIALOGUE:
+		dialogue_say_and_flush(s->dlg, s->cfd, s->svc->cfg->proto->timeout_reply);
+		log_info("%s#%llu: pre-TLS dialogue with %s timed out", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer);
+		session_close(s, "dialogue-timeout");
+		break;
 	case S_HANDSHAKE:
 		s->svc->stats->handshake_failures++;
 		log_info("%s#%llu: SSL_accept error from %s: handshake timeout", s->svc->cfg->name,
@@ -555,6 +766,11 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		break;
 	case S_CONNECTING:
 		connect_failed(s, "timed out");
+		break;
+	case S_BACKEND_DIALOGUE:
+		log_warn("%s#%llu: backend dialogue timed out for %s", s->svc->cfg->name,
+			 (unsigned long long)s->id, s->peer);
+		backend_unavailable(s);
 		break;
 	case S_RELAY:
 	case S_DRAINING: {
@@ -577,7 +793,8 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void
 session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 {
-	struct session *s = calloc(1, sizeof(*s));
+	const struct protocol *p = svc->cfg->proto;
+	struct session *s = calloc(1, sizeof(*s) + p->state_size);
 	int one = 1;
 
 	if (s == NULL) {
@@ -588,7 +805,8 @@ session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 	s->id = ++svc->next_id;
 	s->cfd = fd;
 	s->bfd = -1;
-	s->state = S_HANDSHAKE;
+	s->client_plain.fd = fd;
+	s->state = svc->cfg->tls == TLS_MODE_IMPLICIT ? S_HANDSHAKE : S_DIALOGUE;
 	s->started = ev_now(svc->loop);
 	{
 		char host[INET6_ADDRSTRLEN];
@@ -598,7 +816,7 @@ session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 	}
 	ev_io_init(&s->cio, client_cb, fd, EV_READ);
 	ev_io_init(&s->bio, backend_cb, -1, EV_READ);
-	ev_timer_init(&s->timer, timer_cb, svc->cfg->handshake_timeout, 0.0);
+	ev_timer_init(&s->timer, timer_cb, 1.0, 0.0);
 	s->cio.data = s->bio.data = s->timer.data = s;
 	svc->stats->active++;
 	svc->stats->accepted++;
@@ -606,15 +824,22 @@ session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 	if (all_sessions)
 		all_sessions->prev = s;
 	all_sessions = s;
-
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->tls.ssl = wolfSSL_new(svc->ctx);
-	if (s->tls.ssl == NULL || wolfSSL_set_fd(s->tls.ssl, fd) != WOLFSSL_SUCCESS) {
+
+	if (svc->cfg->tls == TLS_MODE_IMPLICIT) {
+		p->init(s->pstate, &svc->pcfg, 1);
+		handshake_start(s);
+		return;
+	}
+	p->init(s->pstate, &svc->pcfg, 0);
+	s->dlg = dialogue_new(p, &svc->pcfg, s->pstate);
+	if (s->dlg == NULL) {
 		session_close(s, "out-of-memory");
 		return;
 	}
-	ev_timer_start(svc->loop, &s->timer);
-	handshake_step(s);
+	dialogue_greet(s->dlg);
+	timer_set(s, svc->cfg->dialogue_timeout);
+	dialogue_run(s);
 }
 
 void

@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <stdint.h>
 
+#include "../protocols/protocol.h"
 #include "config.h"
 #include "tls.h"
 
@@ -14,6 +15,8 @@
 struct service {
 	const struct cfg_listener *cfg;
 	WOLFSSL_CTX *ctx;
+	/* What the protocol sees of this listener; pcfg.caps is replaced by the probe. */
+	struct proto_config pcfg;
 	struct ev_loop *loop;
 	uint64_t next_id;
 	/* Process-wide counters shared by all services. */
@@ -26,6 +29,10 @@ struct service_stats {
 	uint64_t handshakes;
 	uint64_t handshake_failures;
 	uint64_t backend_failures;
+	uint64_t plaintext_sessions;     /* `may` clients that never used STARTTLS */
+	uint64_t starttls;               /* STARTTLS/STLS accepted */
+	uint64_t starttls_discarded;     /* sessions with bytes discarded after STARTTLS */
+	uint64_t starttls_discarded_bytes;
 	/* Called when a session closes (e.g. to finish a graceful shutdown). */
 	void (*on_session_closed)(void *arg);
 	void *arg;

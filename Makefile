@@ -48,7 +48,7 @@ $(BA)/test_%: $(HDRS) | $(BA)
 	    $(if $(filter $(BA)/test_relay,$@),$(RELAY_WRAP)) -lcmocka $(LIBS)
 
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CMOCKA_MESSAGE_OUTPUT=stdout $$t; done
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; CMOCKA_MESSAGE_OUTPUT=stdout $$t || fail=1; done; exit $$fail
 
 # --- libFuzzer targets (clang), one per protocol; `make fuzz` runs each for a bounded
 # number of iterations ---

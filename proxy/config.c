@@ -29,6 +29,9 @@ struct parse_ctx {
 	int section_line;
 	void *cur;             /* struct cfg_listener / cfg_backend of the current section */
 	int cur_kind;          /* 0 global, 1 listener, 2 backend, -1 unknown */
+	char seen[32][32];     /* keys of the current section, to refuse duplicates */
+	int nseen;
+	int bad_line;          /* the reader reported this line's syntax already */
 };
 
 void
@@ -116,6 +119,7 @@ config_parse_addr(const char *s, int passive, struct sockaddr_any *out, int max,
 		port = colon + 1;
 	}
 	host[hl] = '\0';
+	char portbuf[8];
 	char *end;
 	long p = strtol(port, &end, 10);
 	if (end == port || p <= 0 || p > 65535)
@@ -124,6 +128,8 @@ config_parse_addr(const char *s, int passive, struct sockaddr_any *out, int max,
 		end++;
 	if (*end != '\0')
 		return -1;
+	snprintf(portbuf, sizeof(portbuf), "%ld", p);
+	port = portbuf;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
@@ -182,21 +188,17 @@ parse_bool(const char *v, int *out)
 	return 0;
 }
 
-/* Set a string field once; indented continuation lines of list values append with ':'. */
+/* Set a string field. Indented continuation lines of list values append, joined with
+ * sep (0: the key takes no continuation). Duplicates are refused in handler(). */
 static void
-set_str(struct parse_ctx *p, char **field, int *field_line, const char *name, const char *v,
-	int list)
+set_str(struct parse_ctx *p, char **field, int *field_line, const char *v, char sep)
 {
-	if (*field != NULL && p->continuation && list) {
+	if (*field != NULL && p->continuation && sep) {
 		char *joined;
-		if (asprintf(&joined, "%s:%s", *field, v) >= 0) {
+		if (asprintf(&joined, "%s%c%s", *field, sep, v) >= 0) {
 			free(*field);
 			*field = joined;
 		}
-		return;
-	}
-	if (*field != NULL && (field_line == NULL || *field_line != 0)) {
-		config_error(p->c, p->lineno, "duplicate key \"%s\"", name);
 		return;
 	}
 	free(*field);
@@ -224,7 +226,7 @@ global_key(struct parse_ctx *p, const char *name, const char *v)
 		else
 			c->max_connections = (int)n;
 	} else if (!strcmp(name, "user")) {
-		set_str(p, &c->user, NULL, name, v, 0);
+		set_str(p, &c->user, NULL, v, 0);
 	} else if (!strcmp(name, "shutdown_timeout")) {
 		if (config_parse_duration(v, &c->shutdown_timeout) != 0)
 			config_error(c, p->lineno, "shutdown_timeout: bad duration \"%s\"", v);
@@ -237,7 +239,7 @@ static void
 backend_key(struct parse_ctx *p, struct cfg_backend *b, const char *name, const char *v)
 {
 	if (!strcmp(name, "address")) {
-		set_str(p, &b->address, &b->address_line, name, v, 1);
+		set_str(p, &b->address, &b->address_line, v, ',');
 	} else if (!strcmp(name, "connect_timeout")) {
 		if (config_parse_duration(v, &b->connect_timeout) != 0 || b->connect_timeout <= 0)
 			config_error(p->c, p->lineno, "connect_timeout: bad duration \"%s\"", v);
@@ -252,6 +254,7 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 	struct config *c = p->c;
 
 	if (!strcmp(name, "protocol")) {
+		l->protocol_line = p->lineno;
 		l->proto = protocol_find(v);
 		if (l->proto == NULL)
 			config_error(c, p->lineno, "protocol: expected smtp, imap or pop3, not \"%s\"", v);
@@ -297,15 +300,15 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 			config_error(c, p->lineno, "dialogue_timeout: bad duration \"%s\"", v);
 	} else if (!strcmp(name, "listen")) {
 		int n;
-		set_str(p, &l->listen_str, NULL, name, v, 0);
+		set_str(p, &l->listen_str, NULL, v, 0);
 		if (config_parse_addr(v, 1, &l->listen, 1, &n) != 0)
 			config_error(c, p->lineno, "listen: expected ADDRESS:PORT, not \"%s\"", v);
 	} else if (!strcmp(name, "backend")) {
-		set_str(p, &l->backend_name, &l->backend_line, name, v, 0);
+		set_str(p, &l->backend_name, &l->backend_line, v, 0);
 	} else if (!strcmp(name, "cert")) {
-		set_str(p, &l->cert, &l->cert_line, name, v, 0);
+		set_str(p, &l->cert, &l->cert_line, v, 0);
 	} else if (!strcmp(name, "key")) {
-		set_str(p, &l->key, &l->key_line, name, v, 0);
+		set_str(p, &l->key, &l->key_line, v, 0);
 	} else if (!strcmp(name, "min_version")) {
 		if (!strcasecmp(v, "TLSv1.2"))
 			l->min_version = 0x0303;
@@ -317,11 +320,11 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 				     "allowed), not \"%s\"",
 				     v);
 	} else if (!strcmp(name, "ciphers")) {
-		set_str(p, &l->ciphers, &l->ciphers_line, name, v, 1);
+		set_str(p, &l->ciphers, &l->ciphers_line, v, ':');
 	} else if (!strcmp(name, "ciphersuites")) {
-		set_str(p, &l->ciphersuites, &l->ciphersuites_line, name, v, 1);
+		set_str(p, &l->ciphersuites, &l->ciphersuites_line, v, ':');
 	} else if (!strcmp(name, "groups")) {
-		set_str(p, &l->groups, &l->groups_line, name, v, 1);
+		set_str(p, &l->groups, &l->groups_line, v, ':');
 	} else if (!strcmp(name, "handshake_timeout")) {
 		if (config_parse_duration(v, &l->handshake_timeout) != 0 || l->handshake_timeout <= 0)
 			config_error(c, p->lineno, "handshake_timeout: bad duration \"%s\"", v);
@@ -344,6 +347,7 @@ begin_section(struct parse_ctx *p, const char *sect)
 
 	p->cur = NULL;
 	p->cur_kind = -1;
+	p->nseen = 0;
 	if (strcmp(sect, "global") == 0) {
 		p->cur_kind = 0;
 		return;
@@ -386,8 +390,10 @@ begin_section(struct parse_ctx *p, const char *sect)
 		snprintf(b->name, sizeof(b->name), "%s", name);
 		b->line = p->lineno;
 		b->connect_timeout = 10.0;
-		b->next = c->backends;
-		c->backends = b;
+		struct cfg_backend **btail = &c->backends;
+		while (*btail)
+			btail = &(*btail)->next;
+		*btail = b;
 		p->cur = b;
 		p->cur_kind = 2;
 	} else {
@@ -403,6 +409,16 @@ handler(void *user, const char *section, const char *name, const char *value)
 	struct parse_ctx *p = user;
 	(void)section; /* tracked by the reader, which also sees empty sections */
 
+	if (!p->continuation && p->cur_kind >= 0) {
+		for (int i = 0; i < p->nseen; i++) {
+			if (strcmp(p->seen[i], name) == 0) {
+				config_error(p->c, p->lineno, "duplicate key \"%s\"", name);
+				return 1;
+			}
+		}
+		if (p->nseen < (int)(sizeof(p->seen) / sizeof(p->seen[0])))
+			snprintf(p->seen[p->nseen++], sizeof(p->seen[0]), "%s", name);
+	}
 	switch (p->cur_kind) {
 	case 0:
 		global_key(p, name, value);
@@ -422,7 +438,11 @@ handler(void *user, const char *section, const char *name, const char *value)
 	return 1;
 }
 
-/* ini_reader: hand inih one line at a time from memory, counting lines. */
+/* ini_reader: hand inih one line at a time from memory, counting lines. The reader
+ * also does what Debian's inih (r55, 200-byte lines, first error only) cannot: it
+ * reports every syntax error with its line, refuses over-long lines instead of letting
+ * inih split them, strips inline comments from continuation lines, and sees section
+ * headers (so empty sections are validated too). */
 static char *
 reader(char *str, int num, void *stream)
 {
@@ -443,27 +463,53 @@ reader(char *str, int num, void *stream)
 	if (copy > (size_t)num - 1) {
 		config_error(p->c, p->lineno,
 			     "line longer than %d characters: continue long lists on indented lines",
-			     num - 3);
+			     num - 2);
 		copy = 0; /* hand inih an empty line instead of a split one */
 	}
 	memcpy(str, s, copy);
 	str[copy] = '\0';
 
-	/* Section header: note it here so that empty sections are validated too. */
-	const char *t = str;
+	char *t = str;
 	while (*t == ' ' || *t == '\t')
 		t++;
-	if (*t == '[') {
-		const char *e = strchr(t, ']');
-		if (e != NULL) {
-			size_t n = (size_t)(e - t - 1);
-			if (n >= sizeof(p->section))
-				n = sizeof(p->section) - 1;
-			memcpy(p->section, t + 1, n);
-			p->section[n] = '\0';
-			p->section_line = p->lineno;
-			begin_section(p, p->section);
+	size_t tl = strlen(t);
+	while (tl > 0 && (t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == ' ' ||
+			  t[tl - 1] == '\t'))
+		tl--;
+	if (tl == 0 || *t == ';' || *t == '#')
+		return str;
+	if (p->continuation && p->cur_kind != -2) {
+		/* A continuation: inih does not strip its inline comment. */
+		char *c = strstr(t, " ;");
+		char *c2 = strstr(t, "\t;");
+		if (c2 != NULL && (c == NULL || c2 < c))
+			c = c2;
+		if (c != NULL) {
+			c[0] = '\n';
+			c[1] = '\0';
 		}
+		return str;
+	}
+	if (*t == '[') {
+		char *e = memchr(t, ']', tl);
+		if (e == NULL) {
+			config_error(p->c, p->lineno, "syntax error: section header without ']'");
+			str[0] = '\0';
+			return str;
+		}
+		size_t n = (size_t)(e - t - 1);
+		if (n >= sizeof(p->section))
+			n = sizeof(p->section) - 1;
+		memcpy(p->section, t + 1, n);
+		p->section[n] = '\0';
+		p->section_line = p->lineno;
+		begin_section(p, p->section);
+		return str;
+	}
+	if (memchr(t, '=', tl) == NULL && memchr(t, ':', tl) == NULL) {
+		config_error(p->c, p->lineno,
+			     "syntax error: expected [section], key = value or a comment");
+		str[0] = '\0';
 	}
 	return str;
 }
@@ -498,7 +544,7 @@ validate(struct config *c)
 	if (c->listeners == NULL)
 		config_error(c, 0, "no [listener NAME] section: nothing to do");
 	for (struct cfg_listener *l = c->listeners; l; l = l->next) {
-		if (l->proto == NULL)
+		if (l->proto == NULL && l->protocol_line == 0)
 			config_error(c, l->line, "[listener %s]: missing \"protocol\"", l->name);
 		if (l->listen_str == NULL)
 			config_error(c, l->line, "[listener %s]: missing \"listen\"", l->name);
@@ -588,9 +634,9 @@ config_parse_string(const char *text, const char *path)
 	p.cur_kind = -1;
 	p.cur_kind = -2; /* before the first section header */
 	rc = ini_parse_stream(reader, &p, handler, &p);
-	if (rc > 0)
-		config_error(c, rc, "syntax error: expected [section], key = value or a comment");
-	else if (rc < 0)
+	/* Syntax errors were reported line by line by the reader; inih's own count adds
+	 * nothing but would repeat the first one. */
+	if (rc < 0)
 		config_error(c, 0, "cannot parse");
 	validate(c);
 	return c;

@@ -38,6 +38,7 @@ struct cfg_listener {
 	char name[CONFIG_NAME_MAX];
 	int line;
 	const struct protocol *proto;
+	int protocol_line;
 	enum tls_mode tls;
 	struct sockaddr_any listen;
 	char *listen_str;

@@ -73,23 +73,18 @@ log_sanitize(char *dst, size_t dstlen, const void *src, size_t srclen)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = src;
-	size_t o = 0;
+	size_t o = 0, i;
+	size_t marks[4] = {0}; /* output offsets where the last few characters began */
 
 	if (dstlen == 0)
 		return dst;
-	for (size_t i = 0; i < srclen; i++) {
+	for (i = 0; i < srclen; i++) {
 		unsigned char c = s[i];
-		int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '"';
+		int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '"' && c != '\'';
 		size_t need = plain ? 1 : 4;
-		if (o + need + 1 > dstlen) {
-			/* Mark truncation where it fits. */
-			size_t m = dstlen > 4 ? dstlen - 4 : 0;
-			if (o > m)
-				o = m;
-			for (; o < dstlen - 1 && o < m + 3; o++)
-				dst[o] = '.';
+		if (o + need > dstlen - 1)
 			break;
-		}
+		marks[i % 4] = o;
 		if (plain) {
 			dst[o++] = (char)c;
 		} else {
@@ -98,6 +93,16 @@ log_sanitize(char *dst, size_t dstlen, const void *src, size_t srclen)
 			dst[o++] = hex[c >> 4];
 			dst[o++] = hex[c & 15];
 		}
+	}
+	if (i < srclen) {
+		/* Truncated: end with "..." where it fits, never inside a \xNN escape. Backing
+		 * off at most three characters always frees three bytes. */
+		for (size_t k = 0; k < 3 && k < i && o + 3 > dstlen - 1; k++)
+			o = marks[(i - 1 - k) % 4];
+		while (o + 3 > dstlen - 1 && o > 0)
+			o--; /* only for tiny dst: nothing of the text fits */
+		for (size_t k = 0; k < 3 && o < dstlen - 1; k++)
+			dst[o++] = '.';
 	}
 	dst[o] = '\0';
 	return dst;

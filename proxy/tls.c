@@ -124,10 +124,28 @@ check_suites(const char *list, const char *const *allowed, size_t nallowed, cons
 	return bad ? -1 : 0;
 }
 
+static const char *
+group_canonical(int id)
+{
+	switch (id) {
+	case WOLFSSL_ECC_X25519:
+		return "X25519";
+	case WOLFSSL_ECC_SECP256R1:
+		return "P-256";
+	case WOLFSSL_ECC_SECP384R1:
+		return "P-384";
+	case WOLFSSL_ECC_SECP521R1:
+		return "P-521";
+	default:
+		return "X448";
+	}
+}
+
 static int
 set_groups(WOLFSSL_CTX *ctx, const char *list, int line, tls_report_fn report, void *arg)
 {
 	int ids[16], n = 0, bad = 0;
+	char curves[128] = "";
 	char *copy = strdup(list), *save = NULL;
 
 	if (copy == NULL)
@@ -152,7 +170,15 @@ set_groups(WOLFSSL_CTX *ctx, const char *list, int line, tls_report_fn report, v
 		reportf(report, arg, line, "groups: empty list");
 		return -1;
 	}
-	if (ctx != NULL && wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS) {
+	for (int i = 0; i < n; i++) {
+		if (i)
+			strncat(curves, ":", sizeof(curves) - strlen(curves) - 1);
+		strncat(curves, group_canonical(ids[i]), sizeof(curves) - strlen(curves) - 1);
+	}
+	/* set_groups governs TLS 1.3 key shares; TLS 1.2 ECDHE curves need the curves list
+	 * too, or a TLS 1.2 client could get a curve the operator did not allow. */
+	if (ctx != NULL && (wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS ||
+			    wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS)) {
 		reportf(report, arg, line, "groups: rejected by wolfSSL");
 		return -1;
 	}
@@ -217,9 +243,12 @@ pem_split(const char *pem, size_t len, char *certs, size_t *certs_len, const cha
 		int is_key = memmem(b, (size_t)(eol - b), "PRIVATE KEY-----", 16) != NULL;
 
 		if (is_cert) {
+			/* stop is past the END line's newline, except for a last block without one:
+			 * so at most one byte is added in all (callers allocate len + 64). */
 			memcpy(certs + *certs_len, b, blen);
 			*certs_len += blen;
-			certs[(*certs_len)++] = '\n';
+			if (b[blen - 1] != '\n')
+				certs[(*certs_len)++] = '\n';
 		} else if (is_key && *key == NULL) {
 			*key = b;
 			*key_len = blen;
@@ -393,7 +422,9 @@ tls_error_reason(int err)
 	case SOCKET_PEER_CLOSED_E:
 		return "connection closed by peer";
 	case SOCKET_ERROR_E:
-		return "socket error (connection reset?)";
+		return "connection closed or reset during the handshake";
+	case BAD_FUNC_ARG:
+		return "handshake parameters rejected (no shared group?)";
 	case VERSION_ERROR:
 		return "protocol version not allowed (TLS 1.2 or newer required)";
 	case UNKNOWN_RECORD_TYPE:

@@ -275,22 +275,14 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 			config_error(c, p->lineno, "security_level: expected may or encrypt, not \"%s\"",
 				     v);
 	} else if (!strcmp(name, "hostname")) {
-		set_str(p, &l->hostname, NULL, name, v, 0);
+		set_str(p, &l->hostname, NULL, v, 0);
 		if (strpbrk(v, " \t\r\n") != NULL || *v == '\0')
 			config_error(c, p->lineno, "hostname: expected a host name without spaces");
 	} else if (!strcmp(name, "greeting")) {
-		set_str(p, &l->greeting, NULL, name, v, 0);
+		set_str(p, &l->greeting, NULL, v, 0);
 	} else if (!strcmp(name, "capabilities")) {
 		/* Comma-separated (capabilities themselves contain spaces: "SIZE 10240000"). */
-		char *joined = NULL;
-		if (l->capabilities != NULL && p->continuation) {
-			if (asprintf(&joined, "%s,%s", l->capabilities, v) < 0)
-				joined = NULL;
-			free(l->capabilities);
-			l->capabilities = joined;
-		} else {
-			set_str(p, &l->capabilities, &l->capabilities_line, name, v, 0);
-		}
+		set_str(p, &l->capabilities, &l->capabilities_line, v, ',');
 	} else if (!strcmp(name, "capabilities_refresh")) {
 		if (config_parse_duration(v, &l->capabilities_refresh) != 0 ||
 		    l->capabilities_refresh < 1)

@@ -785,18 +785,24 @@ imap_bpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
 	*pos = *len - IMAP_TAIL;
 }
 
-/* Refusals go in at a response boundary: responses are tagged, so order does not matter. */
+/* Refusals go in at a response boundary (responses are tagged, order does not matter),
+ * as many whole ones as there is room for. */
 static size_t
 imap_inject(struct imap_state *st, char *buf, size_t *len, size_t pos, size_t cap)
 {
-	size_t n = st->injlen;
+	size_t n = 0, room = cap > *len ? cap - *len : 0;
+	const char *lf;
 
-	if (n == 0 || *len + n > cap)
+	while (n < st->injlen && (lf = memchr(st->inj + n, '\n', st->injlen - n)) != NULL &&
+	       (size_t)(lf - st->inj) + 1 <= room)
+		n = (size_t)(lf - st->inj) + 1;
+	if (n == 0)
 		return 0;
 	memmove(buf + pos + n, buf + pos, *len - pos);
 	memcpy(buf + pos, st->inj, n);
 	*len += n;
-	st->injlen = 0;
+	memmove(st->inj, st->inj + n, st->injlen - n);
+	st->injlen -= n;
 	return n;
 }
 

@@ -381,6 +381,14 @@ pop3_backend_line(void *state, const struct proto_config *cfg, const char *line,
 
 /* --- relay filters --- */
 
+/* `full` only binds while this call has freed nothing: once bytes before the line are
+ * final (or were removed), the core has room again and the line can still complete. */
+static int
+stuck(int full, size_t pos, size_t len, size_t len0)
+{
+	return full && pos == 0 && len == len0;
+}
+
 /* Pass or drop the rest of a line begun in an earlier step; returns the new position. */
 static size_t
 line_rest(char *buf, size_t pos, size_t *len, unsigned char *lc)
@@ -472,14 +480,15 @@ pop3_client_filter(void *state, const struct proto_config *cfg, char *buf, size_
 		   size_t cap, int full)
 {
 	struct pop3_state *st = state;
-	size_t pos = 0;
+	size_t pos = 0, len0 = *len;
 
 	(void)cfg;
 	(void)cap;
 	while (pos < *len) {
 		if (st->c_lc != LC_START)
 			pos = line_rest(buf, pos, len, &st->c_lc);
-		else if (client_holding(st) || !client_step(st, buf, &pos, len, full))
+		else if (client_holding(st) ||
+			 !client_step(st, buf, &pos, len, stuck(full, pos, *len, len0)))
 			break;
 	}
 	return pos;
@@ -629,7 +638,7 @@ pop3_backend_filter(void *state, const struct proto_config *cfg, char *buf, size
 		    size_t cap, int full)
 {
 	struct pop3_state *st = state;
-	size_t pos = 0;
+	size_t pos = 0, len0 = *len;
 	int more;
 
 	(void)cfg;
@@ -642,9 +651,10 @@ pop3_backend_filter(void *state, const struct proto_config *cfg, char *buf, size
 		} else if (st->b_mode == B_BODY)
 			more = body_step(st, buf, &pos, *len);
 		else if (st->b_mode == B_CAPA)
-			more = capa_step(st, buf, &pos, len, full);
+			more = capa_step(st, buf, &pos, len, stuck(full, pos, *len, len0));
 		else
-			more = status_step(st, buf, &pos, len, cap, full);
+			more = status_step(st, buf, &pos, len, cap,
+					   stuck(full, pos, *len, len0));
 	} while (more);
 	return pos;
 }

@@ -610,8 +610,9 @@ handshake_step(struct session *s)
 		return;
 	default:
 		s->svc->stats->handshake_failures++;
+		tls_failure_reason(s->tls.ssl, err, desc, sizeof(desc));
 		log_info("%s#%llu: SSL_accept error from %s: %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer, tls_error_reason(err));
+			 (unsigned long long)s->id, s->peer, desc);
 		session_close(s, "handshake-failed");
 		return;
 	}

@@ -429,9 +429,13 @@ tls_error_reason(int err)
 		return "protocol version not allowed (TLS 1.2 or newer required)";
 	case UNKNOWN_RECORD_TYPE:
 	case LENGTH_ERROR:
-	case PARSE_ERROR:
 	case BUFFER_ERROR:
 		return "not a TLS handshake (plaintext or garbage)";
+	case PARSE_ERROR:
+		/* Also what a TLS 1.3 client's encrypted alert yields, e.g. when it rejects our
+		 * certificate: do not claim it was garbage. */
+		return "malformed TLS record, or the peer aborted the handshake (certificate "
+		       "rejected?)";
 	case MATCH_SUITE_ERROR:
 	case UNSUPPORTED_SUITE:
 		return "no shared cipher";
@@ -451,6 +455,22 @@ tls_error_reason(int err)
 		return s != NULL ? s : "unknown TLS error";
 	}
 	}
+}
+
+void
+tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len)
+{
+	WOLFSSL_ALERT_HISTORY h;
+
+	memset(&h, 0, sizeof(h));
+	if (ssl != NULL && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS &&
+	    h.last_rx.level == 2 /* fatal */) {
+		const char *d = wolfSSL_alert_desc_string_long(h.last_rx.code);
+		snprintf(buf, len, "peer sent fatal alert: %s (%d)", d ? d : "unknown",
+			 h.last_rx.code);
+		return;
+	}
+	snprintf(buf, len, "%s (wolfSSL error %d)", tls_error_reason(err), err);
 }
 
 void

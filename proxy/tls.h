@@ -33,6 +33,10 @@ enum tls_io tls_io_map(int ret, int err);
 /* A short operator-facing reason for a wolfSSL error code. Never NULL. */
 const char *tls_error_reason(int err);
 
+/* Why a handshake failed, for the log: the peer's fatal alert when it sent one (e.g. a
+ * client that rejected our certificate), else the mapped error, with wolfSSL's code. */
+void tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len);
+
 /* "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" */
 void tls_describe(WOLFSSL *ssl, char *buf, size_t len);
 

@@ -24,16 +24,15 @@
 #define IMAP_CAPS_MAX	 2048
 #define IMAP_HOST_MAX	 255
 #define IMAP_TEXT_MAX	 512
-/* Bytes kept back when a long line is passed in pieces, so that a literal announced at
- * its end ("~{18446744073709551615+}\r") is still seen whole. */
+/* Last bytes remembered of a line passed in pieces, so that a literal announced at its
+ * end ("~{18446744073709551615+}\r") is still seen whole. */
 #define IMAP_TAIL	 32
-/* A line start this long always shows a tag of IMAP_TAG_MAX and the command name. */
-#define IMAP_DECIDE	 (IMAP_TAG_MAX + 32)
 #define IMAP_GREET_LINES 16
 #define IMAP_PROBE_LINES 64
 
-/* Commands the client filter must know about; the rest are relayed as they are. */
-enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS };
+/* Commands the client filter must know about; the rest are relayed as they are.
+ * CMD_MAYBE: a line cut short before its command name ends, which may be STARTTLS. */
+enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS, CMD_MAYBE };
 
 enum imap_cstate {
 	C_LINE,	   /* reading a command line */
@@ -52,6 +51,11 @@ enum imap_bstate { B_LINE, B_LITERAL, B_PASS };
 /* Kind of backend response, known from its start; decides what its end does. */
 enum imap_resp { R_DATA, R_STATUS, R_CONT };
 
+struct imap_tail {
+	size_t len;
+	char b[IMAP_TAIL];
+};
+
 struct imap_state {
 	int tls;
 	int relaying; /* PROTO_BACKEND given: no more pre-TLS lines */
@@ -67,6 +71,7 @@ struct imap_state {
 	uint64_t clit;	    /* literal bytes left (or announced, while waiting for "+") */
 	size_t ctaglen;	    /* 0: unknown, any tagged answer ends a wait */
 	char ctag[IMAP_TAG_MAX];
+	struct imap_tail ctail;
 
 	/* backend -> client */
 	enum imap_bstate bst;
@@ -74,6 +79,7 @@ struct imap_state {
 	int bcont, bmid;
 	int bdone; /* this response ends the wait: 1 tagged OK, 2 NO/BAD */
 	uint64_t blit;
+	struct imap_tail btail;
 
 	size_t injlen;
 	char inj[IMAP_INJ_MAX];
@@ -104,36 +110,35 @@ imap_eq(const char *s, size_t n, const char *word)
 	return n == strlen(word) && strncasecmp(s, word, n) == 0;
 }
 
-/* RFC 3501 tag: ASTRING-CHAR except "+". */
+/* RFC 3501: CHAR except CTL, SP and specials. A tag is ASTRING-CHAR except "+", an
+ * atom excludes "]". */
+#define TAG_SPECIALS  "(){%*\"\\+"
+#define ATOM_SPECIALS "(){%*\"\\]"
 static int
-imap_tagchar(unsigned char c)
+imap_char(char c, const char *specials)
 {
-	if (c <= 0x20 || c >= 0x7f)
-		return 0;
-	return strchr("(){%*\"\\+", c) == NULL;
-}
-
-static int
-imap_atomchar(unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f)
-		return 0;
-	return strchr("(){%*\"\\]", c) == NULL;
+	return c > 0x20 && c < 0x7f && strchr(specials, c) == NULL;
 }
 
 static int
 imap_space(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+	return c != '\0' && strchr(" \t\r\n", c) != NULL;
 }
 
-/* End of the token starting at i: SP, CR and LF end it. */
+/* End of the token starting at i: SP, CR and LF end it. memchr, not a byte loop: a
+ * line may be one long token. */
 static size_t
 imap_token(const char *p, size_t i, size_t n)
 {
-	while (i < n && p[i] != ' ' && p[i] != '\r' && p[i] != '\n')
-		i++;
-	return i;
+	static const char stops[] = " \r\n";
+	const char *e;
+	size_t k;
+
+	for (k = 0; k < sizeof(stops) - 1; k++)
+		if ((e = memchr(p + i, stops[k], n - i)) != NULL)
+			n = (size_t)(e - p);
+	return n;
 }
 
 static size_t
@@ -166,6 +171,38 @@ imap_literal(const char *p, size_t n, uint64_t *size, int *sync)
 		v = v * 10 + (uint64_t)(p[j] - '0');
 	*size = v;
 	return 1;
+}
+
+static void
+tail_add(struct imap_tail *t, const char *p, size_t n)
+{
+	size_t drop;
+
+	if (n >= IMAP_TAIL) {
+		p += n - IMAP_TAIL;
+		n = IMAP_TAIL;
+	}
+	if (t->len + n > IMAP_TAIL) {
+		drop = t->len + n - IMAP_TAIL;
+		memmove(t->b, t->b + drop, t->len - drop);
+		t->len -= drop;
+	}
+	memcpy(t->b + t->len, p, n);
+	t->len += n;
+}
+
+/* A literal at the end of the line p[0..n) (with its line end), whose start may have been
+ * passed already (t). Forgets t: the line is over. */
+static int
+imap_endliteral(struct imap_tail *t, const char *p, size_t n, uint64_t *size, int *sync)
+{
+	char s[2 * IMAP_TAIL];
+	size_t k = n < IMAP_TAIL ? n : IMAP_TAIL, c = n < IMAP_TAIL ? t->len : 0;
+
+	memcpy(s, t->b + t->len - c, c);
+	memcpy(s + c, p + n - k, k);
+	t->len = 0;
+	return imap_literal(s, proto_strip_eol(s, c + k), size, sync);
 }
 
 static void
@@ -231,7 +268,7 @@ caps_scan(struct imap_caps *c, const char *list, enum proto_level level)
 			;
 		for (j = i; list[j] != '\0' && !imap_space(list[j]); j++)
 			;
-		for (k = i; k < j && imap_atomchar((unsigned char)list[k]); k++)
+		for (k = i; k < j && imap_char(list[k], ATOM_SPECIALS); k++)
 			;
 		if (j > i && k == j) {
 			found++;
@@ -412,7 +449,7 @@ imap_client_line(void *v, const struct proto_config *cfg, const char *line, size
 	if (memchr(line, '\0', len) != NULL || memchr(line, '\n', n) != NULL)
 		return pre_syntax(st, out);
 	for (t = 0; t < n && line[t] != ' '; t++)
-		if (!imap_tagchar((unsigned char)line[t]))
+		if (!imap_char(line[t], TAG_SPECIALS))
 			return pre_syntax(st, out);
 	c = imap_skipsp(line, t, n);
 	if (t == 0 || t > IMAP_TAG_MAX || c == n)
@@ -487,17 +524,20 @@ static const struct {
 	{"COMPRESS", CMD_COMPRESS},
 };
 
-/* The command starting at p[0..n): a complete line, or at least IMAP_DECIDE bytes of
- * one. Remembers its tag. Any first token counts as a tag and any number of spaces as
- * the separator: whatever the backend might read as STARTTLS is caught. */
+/* The command starting at p[0..n), complete or cut short. Remembers its tag. Any
+ * first token counts as a tag and any number of spaces as the separator: whatever the
+ * backend might read as STARTTLS is caught. */
 static enum imap_cmd
-imap_classify(struct imap_state *st, const char *p, size_t n)
+imap_classify(struct imap_state *st, const char *p, size_t n, int complete)
 {
 	size_t t = imap_token(p, 0, n), w = imap_skipsp(p, t, n);
 	size_t e = imap_token(p, w, n), i;
 
 	st->ctaglen = t <= IMAP_TAG_MAX ? t : 0;
 	memcpy(st->ctag, p, st->ctaglen);
+	if (!complete && e == n)
+		return e - w <= 8 && strncasecmp(p + w, "STARTTLS", e - w) == 0 ? CMD_MAYBE
+										  : CMD_OTHER;
 	for (i = 0; i < sizeof(imap_relay_cmds) / sizeof(imap_relay_cmds[0]); i++)
 		if (imap_eq(p + w, e - w, imap_relay_cmds[i].name))
 			return imap_relay_cmds[i].cmd;
@@ -511,7 +551,7 @@ imap_cend(struct imap_state *st, const char *p, size_t n)
 	uint64_t size;
 	int sync;
 
-	if (imap_literal(p, proto_strip_eol(p, n), &size, &sync)) {
+	if (imap_endliteral(&st->ctail, p, n, &size, &sync)) {
 		/* A synchronising literal comes only after the backend's "+"; it may
 		 * refuse it with a tagged answer instead, and then the bytes are the
 		 * next command. */
@@ -546,17 +586,19 @@ imap_cline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 	if (st->cst == C_SASL) {
 		*pos += n;
 		st->cmid = 0;
+		st->ctail.len = 0;
 		st->cst = C_WAIT;
 		return 1;
 	}
 	if (!st->ccont && !st->cmid)
-		st->ccmd = imap_classify(st, p, n);
+		st->ccmd = imap_classify(st, p, n, 1);
 	st->cmid = 0;
 	if (st->ccmd == CMD_STARTTLS) {
 		if (!imap_refuse(st))
 			return 0;
 		imap_cut(buf, len, *pos, n);
 		st->ccmd = CMD_OTHER;
+		st->ctail.len = 0;
 		return 1;
 	}
 	*pos += n;
@@ -564,33 +606,35 @@ imap_cline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 	return 1;
 }
 
-/* No line end in the client data and the buffer is full: pass the line in pieces, or
- * drop it when it is a STARTTLS. With few bytes examined, room comes from the bytes
- * already final or from the buffer draining, so waiting is safe. */
+/* No line end in the client data, and none can come (buffer full, or end of input):
+ * pass the line as it is, remembering its end, or drop it when it is, or may be, a
+ * STARTTLS. After lines passed, wait: the room they free may let this one complete. A
+ * line that may be STARTTLS waits too after lines removed (`full` is stale then); other
+ * lines lose nothing by passing early. */
 static void
-imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
+imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos, int removed)
 {
 	size_t n = *len - *pos;
 
-	if (*pos > 0 || n < IMAP_DECIDE)
+	if (*pos > 0 || n == 0)
 		return;
-	if (st->cst == C_DROP) {
-		*len = *pos;
-		return;
-	}
 	if (st->cst == C_LINE && !st->ccont && !st->cmid) {
-		st->ccmd = imap_classify(st, buf + *pos, n);
-		if (st->ccmd == CMD_STARTTLS) {
-			if (imap_refuse(st)) {
-				st->cst = C_DROP;
-				st->ccmd = CMD_OTHER;
-				*len = *pos;
-			}
+		st->ccmd = imap_classify(st, buf, n, 0);
+		if ((st->ccmd == CMD_STARTTLS && !imap_refuse(st)) ||
+		    (st->ccmd == CMD_MAYBE && removed))
 			return;
+		if (st->ccmd == CMD_STARTTLS || st->ccmd == CMD_MAYBE) {
+			st->cst = C_DROP;
+			st->ccmd = CMD_OTHER;
 		}
 	}
+	if (st->cst == C_DROP) {
+		*len = 0;
+		return;
+	}
+	tail_add(&st->ctail, buf, n);
 	st->cmid = 1;
-	*pos = *len - IMAP_TAIL;
+	*pos = n;
 }
 
 static size_t
@@ -598,7 +642,7 @@ imap_client_filter(void *v, const struct proto_config *cfg, char *buf, size_t *l
 		   size_t cap, int full)
 {
 	struct imap_state *st = v;
-	size_t pos = 0;
+	size_t pos = 0, in = *len;
 	char *lf;
 
 	(void)cfg;
@@ -619,7 +663,7 @@ imap_client_filter(void *v, const struct proto_config *cfg, char *buf, size_t *l
 			lf = memchr(buf + pos, '\n', *len - pos);
 			if (lf == NULL) {
 				if (full)
-					imap_cpartial(st, buf, len, &pos);
+					imap_cpartial(st, buf, len, &pos, *len != in);
 				return pos;
 			}
 			if (!imap_cline(st, buf, len, &pos, (size_t)(lf - (buf + pos)) + 1))
@@ -762,7 +806,7 @@ imap_bline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 	st->bmid = 0;
 	*pos += n;
 	/* Status responses and "+" carry text, never literals (RFC 3501 9). */
-	if (st->bresp == R_DATA && imap_literal(p, proto_strip_eol(p, n), &size, &sync)) {
+	if (imap_endliteral(&st->btail, p, n, &size, &sync) && st->bresp == R_DATA) {
 		st->bst = B_LITERAL;
 		st->blit = size;
 		st->bcont = 1;
@@ -772,17 +816,17 @@ imap_bline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 	imap_bend(st);
 }
 
+/* Like imap_cpartial: a response line that cannot complete passes as it is. */
 static void
 imap_bpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
 {
-	size_t n = *len - *pos;
-
-	if (*pos > 0 || n < IMAP_DECIDE)
+	if (*pos > 0 || *len == 0)
 		return;
 	if (!st->bcont && !st->bmid)
-		imap_bstart(st, buf + *pos, n);
+		imap_bstart(st, buf, *len);
+	tail_add(&st->btail, buf, *len);
 	st->bmid = 1;
-	*pos = *len - IMAP_TAIL;
+	*pos = *len;
 }
 
 /* Refusals go in at a response boundary (responses are tagged, order does not matter),
@@ -859,7 +903,7 @@ imap_probe_caps(struct imap_probe *pr, const char *p, size_t n, char *caps, size
 	while (i < n) {
 		i = imap_skipsp(p, i, n);
 		j = imap_token(p, i, n);
-		for (k = i; k < j && imap_atomchar((unsigned char)p[k]); k++)
+		for (k = i; k < j && imap_char(p[k], ATOM_SPECIALS); k++)
 			;
 		if (j > i && k == j && pr->used + (j - i) + 2 <= capslen) {
 			if (pr->used > 0)

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define POP3_MAX_LINE	512 /* RFC 2449 4: responses up to 512 octets, CRLF included */
+#define POP3_MAX_LINE	512 /* BEHAVIOUR.md; RFC 2449 4 needs only 255 for commands */
 #define POP3_MAX_ERRORS 10  /* the 10th invalid command closes (BEHAVIOUR.md) */
 #define POP3_QMAX	32  /* unanswered commands tracked; the client waits beyond */
 
@@ -65,7 +65,7 @@ static const char ERR_UNKNOWN[] = "-ERR Unknown command.\r\n";
 static const char ERR_TOO_MANY[] = "-ERR Too many invalid commands.\r\n";
 static const char REFUSE_TLS[] = "-ERR TLS is already active.\r\n";
 static const char REFUSE_PLAIN[] = "-ERR STLS not available on this connection.\r\n";
-/* RFC 2449 8.1.1 marks the failure as being about authentication. */
+/* RFC 3206: [AUTH] tells the client the failure is about its credentials. */
 static const char ERR_PLAIN_AUTH[] =
     "-ERR [AUTH] Plaintext authentication disallowed: issue STLS first.\r\n";
 static const char DEFAULT_CAPS[] =
@@ -213,7 +213,7 @@ pop3_init(void *state, const struct proto_config *cfg, int tls)
 	struct pop3_state *st = state;
 
 	(void)cfg;
-	/* After STLS nothing from before TLS may survive (RFC 2595 4). */
+	/* After STLS nothing from before TLS may survive (the CVE-2011-0411 class). */
 	memset(st, 0, sizeof(*st));
 	st->tls = tls;
 	/* Swallowed by backend_line, or relayed through backend_filter on implicit TLS
@@ -426,9 +426,10 @@ command_kind(const struct word *w, const char *line, size_t n)
 	return K_SINGLE;
 }
 
-/* The client waits (RFC 2595 4, RFC 5034 4 say it must anyway) after a refused STLS
- * until its answer is out, so that no reply to a later command can get ahead of it,
- * and after AUTH until the backend says whether the next line is SASL data. */
+/* The client's bytes wait after a refused STLS until its answer is out, so that no
+ * reply to a later command can get ahead of it (a client has no business sending more
+ * before that answer anyway), and after AUTH until the backend says whether the next
+ * line is SASL data (the exchange is lock-step, RFC 5034 4). */
 static int
 client_holding(const struct pop3_state *st)
 {
@@ -736,7 +737,7 @@ const struct protocol protocol_pop3 = {
 	.name = "pop3",
 	.max_line = POP3_MAX_LINE,
 	.state_size = sizeof(struct pop3_state),
-	/* RFC 2449 8.1.2 / RFC 3206: [SYS/TEMP] marks a transient system failure. */
+	/* RFC 3206: [SYS/TEMP] marks a transient system failure. */
 	.tempfail_reply = "-ERR [SYS/TEMP] Service temporarily unavailable, try again later\r\n",
 	.too_long_reply = "-ERR Line too long.\r\n",
 	.timeout_reply = "-ERR Disconnected for inactivity.\r\n",

@@ -28,6 +28,8 @@
 /* What the backend's next reply answers. */
 enum smtp_kind {
 	K_REPLY,	/* any command answered once (also the greeting, end of data) */
+	K_HELO,		/* answered once; no extensions after it */
+	K_BDAT,		/* answered once, after its chunk */
 	K_EHLO,		/* capability list to filter */
 	K_DATA,		/* 354 opens the body */
 	K_AUTH,		/* 334 makes the next client line SASL data */
@@ -438,23 +440,20 @@ bdat_size(const char *a, size_t n, uint64_t *size)
 	return i == n;
 }
 
-/* How a relayed command changes the filter; the kinds double as queue entries. */
-enum relay_verb { R_HELO = K_TOO_LONG + 1, R_BDAT };
-
 static const struct relay_cmd {
 	const char *name;
-	int kind;
+	enum smtp_kind kind;
 } relay_cmds[] = {
 	{"STARTTLS", K_REFUSE_TLS}, {"XCLIENT", K_REFUSE}, {"XFORWARD", K_REFUSE},
-	{"EHLO", K_EHLO},	    {"HELO", R_HELO},	   {"DATA", K_DATA},
-	{"AUTH", K_AUTH},	    {"BDAT", R_BDAT},
+	{"EHLO", K_EHLO},	    {"HELO", K_HELO},	   {"DATA", K_DATA},
+	{"AUTH", K_AUTH},	    {"BDAT", K_BDAT},
 };
 
-/* RFC 2920 3.1: the client waits for the reply to DATA (and to each AUTH step). */
+/* A SASL line was passed: the client waits for the backend's next word on it. */
 static void
-relay_wait(struct smtp_state *st, enum smtp_kind k)
+relay_wait(struct smtp_state *st)
 {
-	q_push(st, k);
+	q_push(st, K_AUTH);
 	st->cmode = C_WAIT;
 }
 
@@ -463,7 +462,7 @@ static int
 relay_command(struct smtp_state *st, const char *line, size_t len)
 {
 	size_t n = proto_strip_eol(line, len), i = 0, w, k;
-	int kind = K_REPLY;
+	enum smtp_kind kind = K_REPLY;
 	uint64_t size;
 
 	while (i < n && relay_space(line[i]))
@@ -473,28 +472,28 @@ relay_command(struct smtp_state *st, const char *line, size_t len)
 	for (k = 0; k < sizeof(relay_cmds) / sizeof(relay_cmds[0]); k++)
 		if (word_eq(line + i, w - i, relay_cmds[k].name))
 			kind = relay_cmds[k].kind;
+	q_push(st, kind);
 	switch (kind) {
 	case K_REFUSE_TLS:
 	case K_REFUSE:
-		q_push(st, kind);
 		return 1;
 	case K_DATA:
 	case K_AUTH:
-		relay_wait(st, kind);
-		return 0;
+		st->cmode = C_WAIT; /* RFC 2920 3.1: the client waits for this reply */
+		break;
 	case K_EHLO:
-	case R_HELO:
+	case K_HELO:
 		st->chunking = 0; /* until an EHLO reply says otherwise */
-		q_push(st, kind == K_EHLO ? K_EHLO : K_REPLY);
-		return 0;
-	case R_BDAT:
+		break;
+	case K_BDAT:
 		if (st->chunking && bdat_size(line + w, n - w, &size) && size > 0) {
 			st->chunk = size;
 			st->cmode = C_CHUNK;
 		}
 		break;
+	default:
+		break;
 	}
-	q_push(st, K_REPLY);
 	return 0;
 }
 
@@ -554,6 +553,37 @@ body_scan(struct smtp_state *st, const char *p, size_t n)
 	return n;
 }
 
+/* The modes that are not line by line. Returns the bytes passed; dropped bytes are
+ * cut out of p (and *len). */
+static size_t
+client_bulk(struct smtp_state *st, char *p, size_t n, size_t *len)
+{
+	enum smtp_cmode mode = st->cmode;
+	const char *lf;
+	size_t k;
+
+	if (mode == C_BODY)
+		return body_scan(st, p, n);
+	if (mode == C_CHUNK) {
+		k = (uint64_t)n < st->chunk ? n : (size_t)st->chunk;
+		if ((st->chunk -= k) == 0)
+			st->cmode = C_CMD;
+		return k;
+	}
+	/* the rest of a line too long to hold: SASL data passes, a command is dropped */
+	lf = memchr(p, '\n', n);
+	k = lf != NULL ? (size_t)(lf - p) + 1 : n;
+	if (lf != NULL && mode == C_DROP)
+		st->cmode = C_CMD;
+	else if (lf != NULL)
+		relay_wait(st);
+	if (mode != C_DROP)
+		return k;
+	memmove(p, p + k, n - k);
+	*len -= k;
+	return 0;
+}
+
 static size_t
 smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
 		   size_t cap, int full)
@@ -567,42 +597,13 @@ smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_
 	st->cscan = 0;
 	while (pos < *len) {
 		n = *len - pos;
-		switch (st->cmode) {
-		case C_WAIT:
+		/* every command needs a queue slot; the client waits for replies anyway */
+		if (st->cmode == C_WAIT || (st->cmode == C_CMD && st->qlen == SMTP_QUEUE_MAX))
 			return pos;
-		case C_BODY:
-			pos += body_scan(st, buf + pos, n);
+		if (st->cmode != C_CMD && st->cmode != C_SASL) {
+			pos += client_bulk(st, buf + pos, n, len);
 			progress = 1;
 			continue;
-		case C_CHUNK:
-			k = (uint64_t)n < st->chunk ? n : (size_t)st->chunk;
-			pos += k;
-			if ((st->chunk -= k) == 0)
-				st->cmode = C_CMD;
-			progress = 1;
-			continue;
-		case C_SASL_REST:
-		case C_DROP:
-			lf = memchr(buf + pos, '\n', n);
-			k = lf != NULL ? (size_t)(lf - (buf + pos)) + 1 : n;
-			if (st->cmode == C_DROP) {
-				memmove(buf + pos, buf + pos + k, n - k);
-				*len -= k;
-			} else
-				pos += k;
-			progress = 1;
-			if (lf != NULL && st->cmode == C_DROP)
-				st->cmode = C_CMD;
-			else if (lf != NULL)
-				relay_wait(st, K_AUTH);
-			continue;
-		case C_CMD:
-			/* every command needs a queue slot; the client waits for replies */
-			if (st->qlen == SMTP_QUEUE_MAX)
-				return pos;
-			break;
-		case C_SASL:
-			break;
 		}
 		if (pos > 0 || progress || scan > n)
 			scan = 0;
@@ -627,7 +628,7 @@ smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_
 		progress = 1;
 		if (st->cmode == C_SASL) {
 			pos += k;
-			relay_wait(st, K_AUTH);
+			relay_wait(st);
 		} else if (relay_command(st, buf + pos, k)) {
 			memmove(buf + pos, buf + pos + k, n - k);
 			*len -= k;
@@ -765,8 +766,10 @@ smtp_backend_filter(void *state, const struct proto_config *cfg, char *buf, size
 	st->bscan = 0;
 	for (;;) {
 		if (!st->binreply) {
-			/* no room for our answer in a buffer full of what follows it:
-			 * only a backend talking out of turn gets here; pass its data */
+			/* no room for our answer yet: wait until the core has written out
+			 * what is final; but if what follows it fills the buffer (a core
+			 * without headroom, a backend talking out of turn), pass that
+			 * rather than block forever */
 			r = inject(st, buf, len, cap, &pos);
 			if (r < 0 && (!full || progress))
 				break;

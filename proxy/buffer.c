@@ -25,6 +25,18 @@ buffer_space(struct buffer *b)
 }
 
 void
+buffer_compact(struct buffer *b)
+{
+	size_t n = b->end - b->start;
+
+	if (b->start == 0)
+		return;
+	memmove(b->data, b->data + b->start, n);
+	b->start = 0;
+	b->end = n;
+}
+
+void
 buffer_produce(struct buffer *b, size_t n)
 {
 	assert(n <= b->cap - b->end);

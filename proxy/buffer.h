@@ -24,6 +24,8 @@ static inline unsigned char *buffer_data(const struct buffer *b) { return b->dat
 /* Free space at the tail (after compacting if that helps). */
 size_t buffer_space(struct buffer *b);
 static inline unsigned char *buffer_tail(const struct buffer *b) { return b->data + b->end; }
+/* Move the data to the front of the block. */
+void buffer_compact(struct buffer *b);
 void buffer_produce(struct buffer *b, size_t n);
 void buffer_consume(struct buffer *b, size_t n);
 void buffer_reset(struct buffer *b);

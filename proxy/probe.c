@@ -44,6 +44,10 @@ probe_end(struct probe *p, int ok, const char *why)
 		close(p->fd);
 	p->fd = -1;
 	if (ok) {
+		/* A backend with no extensions at all: "\n" is an empty list, where "" would
+		 * mean "use the protocol's defaults". */
+		if (p->caps[0] == '\0')
+			strcpy(p->caps, "\n");
 		if (strcmp(p->learned, p->caps) != 0) {
 			char shown[512];
 			memcpy(p->learned, p->caps, sizeof(p->learned));

@@ -5,6 +5,7 @@
 
 /* Bound on syscalls per step so one busy session cannot starve the loop. */
 #define RELAY_MAX_ROUNDS 16
+#define RELAY_FILTER_RESERVE 256
 
 static enum io_result
 plain_recv(void *ep, void *buf, size_t cap, size_t *n, int *err)
@@ -65,6 +66,7 @@ relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint
 	d->filter = NULL;
 	d->filter_ctx = NULL;
 	d->final = 0;
+	d->reserve = 0;
 }
 
 void
@@ -73,6 +75,9 @@ relay_dir_set_filter(struct relay_dir *d, relay_filter_fn f, void *ctx)
 	d->filter = f;
 	d->filter_ctx = ctx;
 	d->final = 0;
+	/* A refusal the filter inserts (an SMTP 554, an IMAP BAD) must always fit, or it
+	 * would wait behind later replies, or for data that never comes. */
+	d->reserve = f != NULL ? RELAY_FILTER_RESERVE : 0;
 }
 
 /* How many buffered bytes may be sent. Without a filter, all of them; with one, run it
@@ -89,13 +94,13 @@ relay_filter_run(struct relay_dir *d)
 		d->final = buffer_len(b);
 		return d->final != before;
 	}
-	if (b->end == b->cap && b->start > 0)
-		buffer_space(b); /* compact so the filter has room to insert */
+	if (b->cap - b->end <= d->reserve)
+		buffer_compact(b); /* so the filter has room to insert */
 	len = buffer_len(b) - d->final;
 	cap = b->cap - b->start - d->final;
 	/* "full": nothing can be sent and nothing more can arrive, so an incomplete line
 	 * can never complete; at EOF likewise. The filter must then make progress. */
-	full = (d->final == 0 && buffer_len(b) == b->cap) || d->src_eof;
+	full = (d->final == 0 && buffer_len(b) + d->reserve >= b->cap) || d->src_eof;
 	f = d->filter(d->filter_ctx, (char *)buffer_data(b) + d->final, &len, cap, full);
 	if (len > cap)
 		len = cap; /* a broken filter must not make us overrun */
@@ -106,6 +111,17 @@ relay_filter_run(struct relay_dir *d)
 	if (buffer_len(b) == 0)
 		buffer_reset(b);
 	return d->final != before;
+}
+
+/* Free room at the tail for reading; compacts when the tail is down to the reserve. */
+static size_t
+relay_room(struct relay_dir *d)
+{
+	struct buffer *b = &d->buf;
+
+	if (b->cap - b->end <= d->reserve)
+		buffer_compact(b);
+	return b->cap - b->end;
 }
 
 enum relay_result
@@ -137,9 +153,9 @@ relay_step(struct relay_dir *d)
 		if (d->src_eof) {
 			if (buffer_len(&d->buf) == 0)
 				return RELAY_DONE;
-		} else if (d->src_wait == IO_OK && buffer_space(&d->buf) > 0) {
-			r = d->src_ops->recv(d->src, buffer_tail(&d->buf), buffer_space(&d->buf), &n,
-					     &d->err);
+		} else if (d->src_wait == IO_OK && relay_room(d) > d->reserve) {
+			r = d->src_ops->recv(d->src, buffer_tail(&d->buf),
+					     relay_room(d) - d->reserve, &n, &d->err);
 			if (r == IO_OK) {
 				buffer_produce(&d->buf, n);
 				progress = 1;

@@ -44,6 +44,7 @@ struct relay_dir {
 	relay_filter_fn filter;  /* NULL: every byte is final at once */
 	void *filter_ctx;
 	size_t final;            /* leading bytes of buf examined and ready to send */
+	size_t reserve;          /* room kept free on reads, for what a filter inserts */
 	const struct endpoint_ops *src_ops, *dst_ops;
 	void *src, *dst;
 	enum io_result src_wait; /* IO_OK: not waiting; else the readiness src needs */

@@ -405,6 +405,14 @@ relay_failure(struct session *s, const struct relay_dir *d)
 	return "backend-error";
 }
 
+/* Changes whenever either direction examined, sent or received anything. */
+static uint64_t
+relay_signature(const struct relay_block *rb)
+{
+	return rb->c2b.bytes * 31 + rb->b2c.bytes * 17 + rb->c2b.final * 7 + rb->b2c.final * 5 +
+	       buffer_len(&rb->c2b.buf) * 3 + buffer_len(&rb->b2c.buf);
+}
+
 static void
 relay_run(struct session *s)
 {
@@ -413,9 +421,12 @@ relay_run(struct session *s)
 	enum relay_result r;
 	int more = 0;
 
-	/* Client to backend, backend to client, and the client side once more: a backend
-	 * reply seen by the backend filter (SMTP 354) may release held client data. */
-	for (int pass = 0; pass < (rb->c2b.filter ? 2 : 1); pass++) {
+	/* Client to backend, then backend to client, repeated while either moved: with
+	 * filters the directions depend on each other (an SMTP 354 seen in the backend
+	 * stream releases held client data; a refusal queued by the client filter is
+	 * written into the backend stream). Bounded. */
+	for (int pass = 0; pass < 8; pass++) {
+		uint64_t sig = relay_signature(rb);
 		if (!s->backend_shut) {
 			r = relay_step(&rb->c2b);
 			if (r == RELAY_ERROR) {
@@ -430,8 +441,6 @@ relay_run(struct session *s)
 			}
 			more |= r == RELAY_MORE;
 		}
-		if (pass == 1)
-			break;
 		r = relay_step(&rb->b2c);
 		if (r == RELAY_ERROR) {
 			session_close(s, relay_failure(s, &rb->b2c));
@@ -443,6 +452,8 @@ relay_run(struct session *s)
 			return;
 		}
 		more |= r == RELAY_MORE;
+		if (rb->c2b.filter == NULL || relay_signature(rb) == sig)
+			break;
 	}
 
 	int cev = io_events(rb->b2c.dst_wait), bev = io_events(rb->b2c.src_eof ? IO_OK

@@ -60,7 +60,7 @@ struct dir {
 };
 static struct dir dirs[2];
 static size_t bufsz;
-static int drain_all;
+static int drain_all, eof[2];
 
 HARNESS static void
 filter(const struct proto_config *cfg, int d)
@@ -68,7 +68,8 @@ filter(const struct proto_config *cfg, int d)
 	struct dir *x = &dirs[d];
 	proto_filter_fn fn = d ? P->backend_filter : P->client_filter;
 	size_t cap = bufsz - x->unw, len = x->len, f, w;
-	int full = x->unw + x->len == bufsz;
+	/* as proxy/relay.c: nothing can be sent and nothing can arrive, or end of input */
+	int full = (x->unw == 0 && x->len == bufsz) || eof[d];
 
 	f = fn(st, cfg, x->buf + x->unw, &len, cap, full);
 	CHECK(len <= cap);
@@ -101,7 +102,7 @@ relay(const struct proto_config *cfg, const uint8_t *in[2], size_t n[2])
 
 	dirs[0].unw = dirs[0].len = dirs[0].outlen = 0;
 	dirs[1].unw = dirs[1].len = dirs[1].outlen = 0;
-	drain_all = 0;
+	drain_all = eof[0] = eof[1] = 0;
 	/* input held for an answer that never comes is a stall, not a hang */
 	while ((n[0] > 0 || n[1] > 0) && stall < 64) {
 		stall++;
@@ -120,16 +121,19 @@ relay(const struct proto_config *cfg, const uint8_t *in[2], size_t n[2])
 			x->len += k;
 			in[d] += k;
 			n[d] -= k;
+			eof[d] = n[d] == 0 && rnd(2);
 		}
 		round3(cfg);
 	}
 	/* end of input: everything final is written; run until nothing moves */
-	drain_all = 1;
+	drain_all = eof[0] = eof[1] = 1;
 	for (i = 0, k = 1; i < 4096 && k > 0; i++) {
 		k = dirs[0].outlen + dirs[1].outlen;
 		round3(cfg);
 		k = dirs[0].outlen + dirs[1].outlen - k;
 	}
+	/* at end of input nothing stays in the backend stream (the client's may wait) */
+	CHECK(dirs[1].len == 0 && dirs[1].unw == 0);
 }
 
 /* --- pre-TLS and backend dialogues, probe --- */

@@ -8,20 +8,24 @@ Env:  MAILEDGE_BIN   the daemon under test (default build/mailedge, relative to 
                      repository root). Tests that need it are skipped when it is missing.
 """
 
+import contextlib
 import itertools
 import os
 import sys
 import tempfile
+import types
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from harness import stale  # noqa: E402
-from harness.configs import default_config  # noqa: E402
+from harness.configs import (backend_sections, default_config, listener_section,  # noqa: E402
+                             starttls_listener_section)
 from harness.dovecot import Dovecot, IMAP_PORT, POP3_PORT  # noqa: E402
-from harness.mailedge import Mailedge, binary_path, ensure_certs  # noqa: E402
-from harness.ports import FIXED_PORTS  # noqa: E402
+from harness.mailedge import Mailedge, binary_path, ensure_certs, render  # noqa: E402
+from harness.ports import FIXED_PORTS, alloc_port  # noqa: E402
+from harness.recorder import RecordingBackend  # noqa: E402
 from harness.postfix import Postfix, DEFAULT_PORT as POSTFIX_PORT  # noqa: E402
 
 
@@ -130,3 +134,95 @@ def config_dir(session_dir):
     d = tempfile.mkdtemp(prefix="conf-", dir=session_dir)
     os.chmod(d, 0o755)
     return d
+
+
+# --- STARTTLS listeners (issue 3) ---------------------------------------------------------
+
+PROTOS = ("smtp", "imap", "pop3")
+CERTKIND = {"smtp": "rsa", "imap": "ecdsa", "pop3": "pem"}
+
+
+@contextlib.contextmanager
+def _checked_instance(session_dir, text, name, probed=()):
+    """A started Mailedge, stopped and checked (sanitizers, exit status) afterwards.
+    probed: listener names whose capability probe must have succeeded before use."""
+    me = _new_instance(session_dir, text, name)
+    me.start()
+    try:
+        for lname in probed:
+            me.wait_for_log(rf"\[listener {lname}\]: backend \[backend \S+\] capabilities: ")
+    except BaseException:
+        me.stop()
+        raise
+    yield me
+    problems = me.stop()
+    if problems:
+        pytest.fail(f"mailedge {name} ({me.dir}): {'; '.join(problems)}\nstderr tail:\n"
+                    f"{me.log_text()[-4000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def starttls_edge(mailedge_bin, session_dir, postfix, dovecot):
+    """One mailedge with STARTTLS listeners in front of the real Postfix and Dovecot:
+    ports["smtp"|"imap"|"pop3"]            security_level default (encrypt), probed
+    ports["smtp-may"|"imap-may"|"pop3-may"] security_level = may, probed
+    ports["smtp-static"|...]                encrypt, static capabilities (no probe)
+    Host name in mailedge's own replies: edge.example.test."""
+    backend = {"smtp": "postfix", "imap": "imap", "pop3": "pop3"}
+    static = {"smtp": "PIPELINING, SIZE 1000000, 8BITMIME",
+              "imap": "IMAP4rev1, ID, IDLE",
+              "pop3": "TOP, UIDL, RESP-CODES"}
+    ports, sections, probed = {}, backend_sections(), []
+    for p in PROTOS:
+        for kind, extra in (("", {}), ("-may", {"security_level": "may"}),
+                            ("-static", {"capabilities": static[p]})):
+            name = p + kind
+            ports[name] = alloc_port()
+            sections.append(starttls_listener_section(name, p, ports[name], backend[p],
+                                                      CERTKIND[p], **extra))
+            if kind != "-static":
+                probed.append(name)
+    with _checked_instance(session_dir, render(sections), "starttls-real",
+                           probed) as me:
+        yield types.SimpleNamespace(me=me, ports=ports, static=static)
+
+
+@pytest.fixture(scope="session")
+def recorders():
+    """Recording backends (harness/recorder.py), one per protocol, for the session."""
+    recs = {}
+    try:
+        for p in PROTOS:
+            recs[p] = RecordingBackend(p, port=alloc_port()).start()
+        yield recs
+    finally:
+        for r in recs.values():
+            r.stop()
+
+
+@pytest.fixture(scope="session")
+def recording_edge(mailedge_bin, session_dir, recorders):
+    """One mailedge in front of the recording backends:
+    ports["smtp"|"imap"|"pop3"]          STARTTLS, security_level = encrypt, probed
+    ports["smtp-may"|...]                STARTTLS, security_level = may, probed
+    ports["smtp-implicit"|...]           implicit TLS"""
+    ports, probed = {}, []
+    sections = [("global", [("log_level", "info")])]
+    for p in PROTOS:
+        sections.append((f"backend rec-{p}", [("address", recorders[p].address),
+                                              ("connect_timeout", "5s")]))
+    for p in PROTOS:
+        for kind in ("", "-may", "-implicit"):
+            name = p + kind
+            ports[name] = alloc_port()
+            if kind == "-implicit":
+                sections.append(listener_section(name, p, ports[name], f"rec-{p}",
+                                                 CERTKIND[p]))
+            else:
+                sections.append(starttls_listener_section(
+                    name, p, ports[name], f"rec-{p}", CERTKIND[p],
+                    security_level="may" if kind else "encrypt"))
+                probed.append(name)
+    with _checked_instance(session_dir, render(sections), "starttls-recorder",
+                           probed) as me:
+        yield types.SimpleNamespace(me=me, ports=ports, recorders=recorders)

@@ -504,10 +504,77 @@ parse__bad_protocol__reported_at_its_line(void **state)
 static void
 parse__bad_tls_mode__reported(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n");
+	struct config *c = parse(BACKEND_B LISTENER_A "tls = wrapper\n");
 	(void)state;
 
-	expect_errors(c, "test.ini:8: tls: expected implicit, not \"starttls\"", NULL);
+	expect_errors(c, "test.ini:8: tls: expected implicit or starttls, not \"wrapper\"", NULL);
+}
+
+static void
+parse__starttls_listener__keys_and_defaults(void **state)
+{
+	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n"
+						  "security_level = may\n"
+						  "hostname = mx.example.test\n"
+						  "greeting = ESMTP hello\n"
+						  "capabilities = PIPELINING, SIZE 1000 ,8BITMIME\n"
+						  "  SMTPUTF8\n"
+						  "capabilities_refresh = 1m\n"
+						  "dialogue_timeout = 20s\n");
+	const struct cfg_listener *l;
+	(void)state;
+
+	expect_errors(c, NULL);
+	l = listener(c, "a");
+	assert_int_equal(l->tls, TLS_MODE_STARTTLS);
+	assert_int_equal(l->security_level, PROTO_LEVEL_MAY);
+	assert_string_equal(l->hostname, "mx.example.test");
+	assert_string_equal(l->greeting, "ESMTP hello");
+	assert_string_equal(l->capabilities, "PIPELINING\nSIZE 1000\n8BITMIME\nSMTPUTF8\n");
+	assert_true(l->capabilities_refresh == 60.0);
+	assert_true(l->dialogue_timeout == 20.0);
+}
+
+static void
+parse__starttls_listener__defaults(void **state)
+{
+	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n");
+	const struct cfg_listener *l;
+	(void)state;
+
+	expect_errors(c, NULL);
+	l = listener(c, "a");
+	assert_int_equal(l->security_level, PROTO_LEVEL_ENCRYPT);
+	assert_non_null(l->hostname);
+	assert_null(l->capabilities);
+	assert_true(l->capabilities_refresh == 600.0);
+	assert_true(l->dialogue_timeout == 300.0);
+}
+
+static void
+parse__starttls_bad_values__reported(void **state)
+{
+	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n"
+						  "security_level = none\n"
+						  "hostname = two words\n"
+						  "capabilities_refresh = 0\n");
+	(void)state;
+
+	expect_errors(c, "test.ini:9: security_level: expected may or encrypt, not \"none\"",
+		      "test.ini:10: hostname: expected a host name without spaces",
+		      "test.ini:11: capabilities_refresh: bad duration \"0\" (>= 1s)", NULL);
+}
+
+static void
+parse__security_level_on_implicit__refused(void **state)
+{
+	struct config *c = parse(BACKEND_B LISTENER_A "security_level = may\n");
+	(void)state;
+
+	expect_errors(c,
+		      "test.ini:8: security_level: only for tls = starttls (implicit TLS is always "
+		      "encrypted)",
+		      NULL);
 }
 
 static void
@@ -1262,6 +1329,10 @@ main(void)
 		cmocka_unit_test_teardown(parse__bad_global_values__reported, free_owned),
 		cmocka_unit_test_teardown(parse__bad_protocol__reported_at_its_line, free_owned),
 		cmocka_unit_test_teardown(parse__bad_tls_mode__reported, free_owned),
+		cmocka_unit_test_teardown(parse__starttls_listener__keys_and_defaults, free_owned),
+		cmocka_unit_test_teardown(parse__starttls_listener__defaults, free_owned),
+		cmocka_unit_test_teardown(parse__starttls_bad_values__reported, free_owned),
+		cmocka_unit_test_teardown(parse__security_level_on_implicit__refused, free_owned),
 		cmocka_unit_test_teardown(parse__bad_listen_address__reported, free_owned),
 		cmocka_unit_test_teardown(parse__min_version_below_tls12__refused, free_owned),
 		cmocka_unit_test_teardown(parse__min_version_any_case__accepted, free_owned),

@@ -3,7 +3,6 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -464,6 +463,13 @@ struct sim {
 };
 
 static void
+expect_out_of(const struct sim *s, int dir, const char *want)
+{
+	expect_bytes(dir ? "backend->client" : "client->backend", s->out[dir], s->outlen[dir], want,
+		     strlen(want));
+}
+
+static void
 sim_filter(struct sim *s, int dir)
 {
 	proto_filter_fn fn = dir ? P->backend_filter : P->client_filter;
@@ -591,10 +597,12 @@ static const struct scenario scenarios[] = {
 	 1,
 	 {{0, "a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\nb STARTTLS\r\n", 0},
 	  {0, "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\n", 0},
-	  {1, "a OK\r\nc OK\r\n", 0}},
+	  {1, "a OK\r\nc OK\r\n", 0},
+	  /* 20 digits: not a literal */
+	  {0, "d X {12345678901234567890}\r\ne STARTTLS\r\n", 0}},
 	 {"a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\n"
-	  "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\n",
-	  "b BAD TLS is already active.\r\na OK\r\nc OK\r\n"}, 0},
+	  "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\nd X {12345678901234567890}\r\n",
+	  "b BAD TLS is already active.\r\na OK\r\nc OK\r\ne BAD TLS is already active.\r\n"}, 0},
 	{"synchronising literal passes after the backend's +",
 	 1,
 	 {{0, "a LOGIN {4}\r\n", 0},
@@ -646,12 +654,14 @@ static const struct scenario scenarios[] = {
 	  {1, "* capability starttls IMAP4rev1 StartTLS\r\n* PREAUTH [CAPABILITY STARTTLS] x\r\n",
 	   0},
 	  {1, "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n", 0},
-	  {1, "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n", 0}},
+	  {1, "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n", 0},
+	  {1, "* OK [CAPABILITY STARTTLS unclosed\r\n", 0}},
 	 {"",
 	  DOVECOT_CAPABILITY "a OK [CAPABILITY " DOVECOT_POST "] Logged in\r\n"
 	  "* capability IMAP4rev1\r\n* PREAUTH [CAPABILITY] x\r\n"
 	  "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n"
-	  "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n"}, 0},
+	  "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n"
+	  "* OK [CAPABILITY STARTTLS unclosed\r\n"}, 0},
 	{"backend literals, binary, and status text that only looks like one",
 	 1,
 	 {{1, "* 2 FETCH (BINARY[1] ~{" BODY_LEN "}\r\n" BODY_TRAPS " UID 7)\r\n", 0},
@@ -687,12 +697,15 @@ static void
 filters__scenarios_split_at_every_byte__same_output(void **unused)
 {
 	static struct sim s;
-	size_t i, split;
+	size_t i, j, split, longest;
 
 	(void)unused;
 	for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
 		print_message("%s\n", scenarios[i].name);
-		for (split = 0; split <= 260; split++) {
+		for (j = 0, longest = 0; j < 8 && scenarios[i].ev[j].data != NULL; j++)
+			if (strlen(scenarios[i].ev[j].data) > longest)
+				longest = strlen(scenarios[i].ev[j].data);
+		for (split = 0; split <= longest; split++) {
 			run_scenario(&scenarios[i], split, 0, &s);
 			check_scenario(&scenarios[i], &s);
 		}
@@ -701,34 +714,39 @@ filters__scenarios_split_at_every_byte__same_output(void **unused)
 	}
 }
 
-/* The whole conversation as one client chunk and one backend chunk, in a small buffer. */
+/* More refusals than the queue holds: the client filter holds until they drain; the
+ * queue (1 KB) is larger than a small relay buffer, so they go in a few at a time. */
 static void
 filters__refusal_queue_full__client_held_until_drained(void **unused)
 {
 	static struct sim s;
-	char in[4096], want[8192];
-	size_t i, n = 0, w = 0;
+	static const size_t sizes[] = {256, RBUF};
+	char in[4096], want[8192], want0[4096];
+	size_t i, z, n = 0, w = 0, w0 = 0;
 
 	(void)unused;
 	for (i = 0; i < 60; i++) {
 		n += (size_t)snprintf(in + n, sizeof(in) - n, "t%zu STARTTLS\r\nn%zu NOOP\r\n", i, i);
-		w += (size_t)snprintf(want + w, sizeof(want) - w, "t%zu BAD TLS is already active.\r\n",
-				      i);
+		w += (size_t)snprintf(want + w, sizeof(want) - w,
+				      "t%zu BAD STARTTLS not available on this connection.\r\n", i);
+		w0 += (size_t)snprintf(want0 + w0, sizeof(want0) - w0, "n%zu NOOP\r\n", i);
 	}
-	sim_start(&s, &cfg_enc, 1);
-	/* client filter alone: holds once the queue is full */
+	/* the client filter alone stops once the queue is full */
+	sim_start(&s, &cfg_may, 0);
 	s.len[0] = n;
 	memcpy(s.buf[0], in, n);
 	sim_filter(&s, 0);
-	assert_true(s.len[0] > 0);
-	assert_true(s.outlen[0] > 0);
-	for (i = 0; i < 100; i++)
-		sim_round(&s);
-	expect_bytes("backend->client", s.out[1], s.outlen[1], want, w);
-	assert_int_equal(s.len[0], 0);
-	for (i = 0, w = 0; i < 60; i++)
-		w += (size_t)snprintf(want + w, sizeof(want) - w, "n%zu NOOP\r\n", i);
-	expect_bytes("client->backend", s.out[0], s.outlen[0], want, w);
+	assert_true(s.len[0] > 0 && s.outlen[0] > 0);
+	for (z = 0; z < 2; z++) {
+		sim_start(&s, &cfg_may, 0);
+		s.bufsz = sizes[z];
+		sim_push(&s, 0, in, n);
+		for (i = 0; i < 100; i++)
+			sim_round(&s);
+		expect_bytes("backend->client", s.out[1], s.outlen[1], want, w);
+		expect_bytes("client->backend", s.out[0], s.outlen[0], want0, w0);
+		assert_int_equal(s.len[0], 0);
+	}
 }
 
 static void
@@ -754,29 +772,35 @@ filters__no_room_for_refusal__waits_for_room(void **unused)
 	assert_int_equal(len, 30);
 }
 
+/* A line longer than the buffer is passed in pieces; a literal announced at its end is
+ * seen even when the announcement is cut anywhere, CR and LF included. */
 static void
-client_filter__full_long_line__passed_in_pieces_literal_still_seen(void **unused)
+client_filter__full_long_line__passed_literal_at_cut_still_seen(void **unused)
 {
 	static char buf[RBUF];
-	size_t len = RBUF, f;
-	void *st = fresh(&cfg_may, 1);
-	const char *rest = " {12+}\r\nb STARTTLS\r\n\r\nc STARTTLS\r\n";
+	static const char mark[] = " {12+}\r\n";
+	const char *rest = "b STARTTLS\r\n\r\nc STARTTLS\r\n";
+	size_t k, len, f, m = strlen(mark);
 
 	(void)unused;
-	memcpy(buf, "a SEARCH ", 9);
-	memset(buf + 9, 'x', RBUF - 9);
-	f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 1);
-	assert_int_equal(len, RBUF);
-	assert_true(f > 0 && f < RBUF);
-	assert_true(RBUF - f <= 32);
-	memmove(buf, buf + f, len - f);
-	len -= f;
-	memcpy(buf + len, rest, strlen(rest));
-	len += strlen(rest);
-	f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 0);
-	assert_int_equal(f, len);
-	assert_non_null(memmem(buf, len, " {12+}\r\nb STARTTLS\r\n\r\n", 22));
-	assert_null(memmem(buf, len, "c STARTTLS", 10));
+	for (k = 0; k <= m - 1; k++) {
+		void *st = fresh(&cfg_may, 1);
+
+		len = RBUF;
+		memcpy(buf, "a SEARCH ", 9);
+		memset(buf + 9, 'x', RBUF - 9 - k);
+		memcpy(buf + RBUF - k, mark, k);
+		f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 1);
+		assert_int_equal(f, RBUF);
+		assert_int_equal(len, RBUF);
+		len = m - k + strlen(rest);
+		memcpy(buf, mark + k, m - k);
+		memcpy(buf + m - k, rest, strlen(rest));
+		f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 0);
+		assert_int_equal(f, len);
+		assert_int_equal(len, m - k + 14);
+		assert_memory_equal(buf + m - k, "b STARTTLS\r\n\r\n", 14);
+	}
 }
 
 static void
@@ -792,6 +816,9 @@ client_filter__full_starttls_line__dropped_never_forwarded(void **unused)
 	f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 1);
 	assert_int_equal(f, 0);
 	assert_int_equal(len, 0);
+	len = RBUF; /* more of the same line, still no end */
+	assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, RBUF, 1), 0);
+	assert_int_equal(len, 0);
 	memcpy(buf, "xxxx\r\nb NOOP\r\n", 14);
 	len = 14;
 	f = P->client_filter(st, &cfg_may, buf, &len, RBUF, 0);
@@ -800,18 +827,83 @@ client_filter__full_starttls_line__dropped_never_forwarded(void **unused)
 	expect_bytes("reply", bbuf, f, "a BAD TLS is already active.\r\n", 30);
 }
 
+/* The core sets `full` at end of input too: whatever is left passes, except what might
+ * be a STARTTLS (the backend would not run a command without its line end anyway). */
 static void
-filters__full_but_few_bytes__wait_for_drain(void **unused)
+filters__full_at_end_of_input__flushed_or_dropped(void **unused)
 {
-	char buf[64] = "a STARTT";
-	size_t len = 8;
+	static const struct {
+		const char *in;
+		size_t final, left;
+	} cases[] = {
+		{"a NOOP", 6, 6},     {"a SELECT INB", 12, 12}, {"a STARTT", 0, 0},
+		{"a STARTTLS", 0, 0}, {"a starttls x", 0, 0},    {"a", 0, 0},
+		{"a ", 0, 0},	      {"a STARTTLSX", 11, 11},
+	};
+	char buf[64], bbuf[256];
+	size_t i, len, blen;
+
+	(void)unused;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		void *st = fresh(&cfg_may, 1);
+
+		print_message("%s\n", cases[i].in);
+		len = strlen(cases[i].in);
+		memcpy(buf, cases[i].in, len);
+		assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1),
+				 cases[i].final);
+		assert_int_equal(len, cases[i].left);
+		blen = 0;
+		P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
+		/* only a STARTTLS seen whole ("STARTTLSX" might follow) is answered */
+		assert_int_equal(blen, strcmp(cases[i].in, "a starttls x") == 0 ? 30 : 0);
+	}
+	len = 9;
+	memcpy(buf, "* BYE bye", 9);
+	assert_int_equal(P->backend_filter(fresh(&cfg_may, 1), &cfg_may, buf, &len, 64, 1), 9);
+}
+
+/* `full` was true for the buffer as given; once a refused line is cut out it is not, so
+ * a line start that may still become STARTTLS waits instead of being dropped. */
+static void
+client_filter__full_then_line_removed__cut_line_kept(void **unused)
+{
+	static char buf[256];
+	size_t len = sizeof(buf), f;
 	void *st = fresh(&cfg_may, 1);
 
 	(void)unused;
-	/* the buffer is full of bytes not yet written; these 8 cannot be judged yet */
-	assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, 8, 1), 0);
-	assert_int_equal(len, 8);
-	assert_int_equal(P->backend_filter(st, &cfg_may, buf, &len, 8, 1), 0);
+	memcpy(buf, "b STARTTLS\r\n", 12);
+	memset(buf + 12, 't', sizeof(buf) - 12);
+	f = P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1);
+	assert_int_equal(f, 0);
+	assert_int_equal(len, sizeof(buf) - 12);
+	memcpy(buf + len, " NOOP\r\n", 7);
+	len += 7;
+	f = P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 0);
+	assert_int_equal(f, sizeof(buf) - 12 + 7);
+	assert_memory_equal(buf + f - 7, " NOOP\r\n", 7);
+}
+
+/* At end of input the filters are called with nothing left: that is no line at all. */
+static void
+filters__full_and_empty__state_unchanged(void **unused)
+{
+	char buf[256];
+	size_t len = 0, f;
+	void *st = fresh(&cfg_may, 1);
+
+	(void)unused;
+	assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1), 0);
+	assert_int_equal(P->backend_filter(st, &cfg_may, buf, &len, sizeof(buf), 1), 0);
+	memcpy(buf, "a STARTTLS\r\nb NOOP\r\n", 20);
+	len = 20;
+	f = P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1);
+	expect_bytes("client", buf, f, "b NOOP\r\n", 8);
+	memcpy(buf, "* CAPABILITY STARTTLS\r\n", 23);
+	len = 23;
+	f = P->backend_filter(st, &cfg_may, buf, &len, sizeof(buf), 1);
+	expect_bytes("backend", buf, f, "a BAD TLS is already active.\r\n* CAPABILITY\r\n", 44);
 }
 
 static void
@@ -890,6 +982,27 @@ backend_filter__unexpected_answers__passed_through(void **unused)
 	sim_round(&s);
 	expect_bytes("client", s.out[0], s.outlen[0], "a NOOP\r\n", 8);
 	assert_int_equal(s.outlen[1], strlen(junk) + 30);
+}
+
+/* `may`: after PROTO_BACKEND the core forwards the line and what follows through the
+ * client filter, in plaintext; a STARTTLS there gets the plaintext refusal. */
+static void
+relay__may_plaintext_after_backend__line_forwarded_starttls_refused(void **unused)
+{
+	static struct sim s;
+	struct proto_out out = {0};
+	const char *in = "a LOGIN u p\r\nb STARTTLS\r\nc SELECT INBOX\r\n";
+
+	(void)unused;
+	sim_start(&s, &cfg_may, 0);
+	assert_int_equal(P->client_line(state, &cfg_may, in, 13, &out), PROTO_BACKEND);
+	assert_int_equal(P->backend_line(state, &cfg_may, DOVECOT_GREETING,
+					 strlen(DOVECOT_GREETING), &out),
+			 PROTO_B_DONE);
+	sim_push(&s, 0, in, strlen(in));
+	sim_push(&s, 1, "a OK Logged in\r\n", 16);
+	expect_out_of(&s, 0, "a LOGIN u p\r\nc SELECT INBOX\r\n");
+	expect_out_of(&s, 1, "b BAD STARTTLS not available on this connection.\r\na OK Logged in\r\n");
 }
 
 /* --- 4. probe --- */
@@ -1047,13 +1160,16 @@ main(void)
 		cmocka_unit_test(filters__scenarios_split_at_every_byte__same_output),
 		cmocka_unit_test(filters__refusal_queue_full__client_held_until_drained),
 		cmocka_unit_test(filters__no_room_for_refusal__waits_for_room),
-		cmocka_unit_test(client_filter__full_long_line__passed_in_pieces_literal_still_seen),
+		cmocka_unit_test(client_filter__full_long_line__passed_literal_at_cut_still_seen),
 		cmocka_unit_test(client_filter__full_starttls_line__dropped_never_forwarded),
-		cmocka_unit_test(filters__full_but_few_bytes__wait_for_drain),
+		cmocka_unit_test(filters__full_at_end_of_input__flushed_or_dropped),
+		cmocka_unit_test(filters__full_and_empty__state_unchanged),
+		cmocka_unit_test(client_filter__full_then_line_removed__cut_line_kept),
 		cmocka_unit_test(backend_filter__full_long_response__passed_and_capability_intact),
 		cmocka_unit_test(backend_filter__full_long_literal_announcement__literal_skipped),
 		cmocka_unit_test(backend_filter__greeting_under_implicit_tls__capability_code_filtered),
 		cmocka_unit_test(backend_filter__unexpected_answers__passed_through),
+		cmocka_unit_test(relay__may_plaintext_after_backend__line_forwarded_starttls_refused),
 		cmocka_unit_test(probe__real_server_transcripts__caps_collected),
 		cmocka_unit_test(probe__small_caps_buffer__whole_atoms_only),
 		cmocka_unit_test(probe__endless_untagged__fails),

@@ -904,7 +904,9 @@ backend_filter__stuck_edges__no_misparse_no_deadlock(void **state)
 	duplex_setup(&d, 1);
 	dx(&d, 0, "CAPA\r\n", 0);
 	assert_string_equal(dx(&d, 1, "+O", 1), "");
-	assert_string_equal(dx(&d, 1, "K\r\nSTLS\r\n.\r\n", 0), "+OK\r\n.\r\n");
+	assert_string_equal(dx(&d, 1, "K\r\nSTLS\r\n", 0), "+OK\r\n");
+	assert_string_equal(dx(&d, 1, ".\r", 1), ""); /* end of the list, or ".\rfoo"? */
+	assert_string_equal(dx(&d, 1, "\n", 0), ".\r\n");
 
 	dx(&d, 0, "STLS\r\n", 0);
 	memcpy(d.bbuf, "+OK junk\r\n", 10);
@@ -1081,7 +1083,8 @@ backend_filter__greeting__expected_only_when_not_swallowed(void **state)
 	fresh(&d.st, &d.cfg, 1);
 	dx(&d, 0, "STLS\r\n", 0);
 	assert_string_equal(dx(&d, 1, "", 0), "");
-	assert_string_equal(dx(&d, 1, "+OK ready\r\n", 0), "+OK ready\r\n" "-ERR TLS is already active.\r\n");
+	assert_string_equal(dx(&d, 1, "+OK ready\r\n", 0),
+			    "+OK ready\r\n-ERR TLS is already active.\r\n");
 }
 
 /* --- 4. probe --- */

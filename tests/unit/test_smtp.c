@@ -106,6 +106,7 @@ protocol__struct__complete(void **unused)
 	assert_string_equal(P->too_long_reply, "500 5.5.0 Error: line too long\r\n");
 	assert_string_equal(P->tempfail_reply,
 			    "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n");
+	assert_string_equal(P->timeout_reply, "421 4.4.2 Error: timeout exceeded\r\n");
 	assert_true(P->default_idle_timeout >= 300.0);
 }
 
@@ -448,6 +449,26 @@ backend__may_plaintext__replays_last_ehlo_and_swallows_reply(void **unused)
 	st = st_init(&cfg_may, 0);
 	line(st, &cfg_may, S("EHLO c.example\r\n"), &out);
 	run_backend(st, &cfg_may, refused, 2);
+}
+
+static void
+backend__longest_ehlo_line__replayed_byte_for_byte(void **unused)
+{
+	static char l[1001], want[1001];
+	struct proto_out out;
+	void *st = st_init(&cfg_may, 0);
+
+	(void)unused;
+	memcpy(l, "EHLO ", 5);
+	memset(l + 5, 'h', P->max_line - 7);
+	memcpy(l + P->max_line - 2, "\r\n", 2);
+	assert_int_equal(line(st, &cfg_may, l, P->max_line, &out), PROTO_CONTINUE);
+	assert_int_equal(line(st, &cfg_may, S("HELP\r\n"), &out), PROTO_BACKEND);
+	memcpy(want, l, P->max_line);
+	out.len = 0;
+	assert_int_equal(P->backend_line(st, &cfg_may, S("220 b\r\n"), &out), PROTO_B_SEND);
+	assert_int_equal(out.len, P->max_line);
+	assert_memory_equal(out.data, want, P->max_line);
 }
 
 /* --- relay filters, through a simulated core --- */
@@ -1067,6 +1088,31 @@ probe__postfix_transcript__caps_and_quit(void **unused)
 }
 
 static void
+probe__exim_transcript__caps(void **unused)
+{
+	static _Alignas(max_align_t) unsigned char ps[256];
+	static const char *const t[] = {
+		"220 mx.example.net ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n",
+		"250-mx.example.net Hello mx.example.test [192.0.2.10]\r\n",
+		"250-SIZE 52428800\r\n", "250-8BITMIME\r\n", "250-PIPELINING\r\n",
+		"250-PIPECONNECT\r\n", "250-CHUNKING\r\n", "250-STARTTLS\r\n",
+		"250-PRDR\r\n", "250 HELP\r\n",
+	};
+	struct proto_out out;
+	char caps[512];
+
+	(void)unused;
+	P->probe_init(ps, &cfg_enc);
+	assert_int_equal(probe(ps, t[0], &out, caps, sizeof(caps)), PROTO_P_SEND);
+	for (size_t i = 1; i < 10; i++)
+		assert_int_equal(probe(ps, t[i], &out, caps, sizeof(caps)),
+				 i < 9 ? PROTO_P_MORE : PROTO_P_DONE);
+	assert_string_equal(caps,
+			    "SIZE 52428800\n8BITMIME\nPIPELINING\nPIPECONNECT\nCHUNKING\nSTARTTLS\n"
+			    "PRDR\nHELP");
+}
+
+static void
 probe__failures_and_small_buffer__safe(void **unused)
 {
 	static _Alignas(max_align_t) unsigned char ps[256];
@@ -1118,6 +1164,7 @@ main(void)
 		cmocka_unit_test(backend__greeting_under_tls__swallowed),
 		cmocka_unit_test(backend__failure_greeting__fails),
 		cmocka_unit_test(backend__may_plaintext__replays_last_ehlo_and_swallows_reply),
+		cmocka_unit_test(backend__longest_ehlo_line__replayed_byte_for_byte),
 		cmocka_unit_test(relay__tls_session__refused_in_order_bulk_untouched),
 		cmocka_unit_test(relay__split_at_every_byte__same_streams),
 		cmocka_unit_test(relay__may_plaintext__502_and_chunking_from_replay),
@@ -1137,6 +1184,7 @@ main(void)
 		cmocka_unit_test(relay__no_room_for_refusal__waits_then_inserts),
 		cmocka_unit_test(relay__unexpected_replies__pass_and_resync),
 		cmocka_unit_test(probe__postfix_transcript__caps_and_quit),
+		cmocka_unit_test(probe__exim_transcript__caps),
 		cmocka_unit_test(probe__failures_and_small_buffer__safe),
 	};
 

@@ -128,3 +128,123 @@ def run_threads(n, fn, timeout=180):
         if not done[i]:
             results[i] = TimeoutError(f"thread {i} still running after {timeout}s")
     return results
+
+
+# --- raw line clients for STARTTLS listeners (issue 3) ---------------------------------------
+
+class LineClient:
+    """A raw client for the plaintext dialogue of a STARTTLS listener that can upgrade
+    the same socket to TLS. TCP_NODELAY, so each send() is its own segment. Every read
+    is bounded."""
+
+    def __init__(self, port, timeout=15):
+        import socket
+        self.timeout = timeout
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.local_port = self.sock.getsockname()[1]
+        self.tls = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        from .tlsutil import read_line
+        return read_line(self.sock, timeout=self.timeout)
+
+    def smtp_reply(self):
+        """One SMTP reply, all lines (bytes)."""
+        out = b""
+        while True:
+            l = self.line()
+            out += l
+            if len(l) < 4 or l[3:4] != b"-":
+                return out
+
+    def imap_reply(self, tag):
+        """Lines up to and including the tagged completion for tag (or an untagged BYE
+        when the server closes instead)."""
+        out = b""
+        tag = tag.encode() if isinstance(tag, str) else tag
+        while True:
+            l = self.line()
+            out += l
+            if l.startswith(tag + b" "):
+                return out
+
+    def pop3_reply(self, multiline=False):
+        l = self.line()
+        if not multiline or not l.startswith(b"+OK"):
+            return l
+        out = l
+        while True:
+            l = self.line()
+            out += l
+            if l == b".\r\n":
+                return out
+
+    def cmd(self, proto, line, tag=None, multiline=False):
+        """Send one command line (str/bytes, CRLF added) and read its reply."""
+        data = line.encode() if isinstance(line, str) else line
+        self.send(data + b"\r\n")
+        if proto == "smtp":
+            return self.smtp_reply()
+        if proto == "imap":
+            return self.imap_reply(tag or data.split(b" ", 1)[0])
+        return self.pop3_reply(multiline)
+
+    def greeting(self, proto):
+        if proto == "smtp":
+            return self.smtp_reply()
+        return self.line()
+
+    def pending(self, wait=0.5):
+        """Whatever arrives within `wait` seconds (b"" if nothing; stops early at EOF).
+        For checks that nothing more was sent."""
+        import socket
+        import ssl
+        import time
+        deadline = time.monotonic() + wait
+        out = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return out
+            self.sock.settimeout(remaining)
+            try:
+                d = self.sock.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                return out
+            except (ConnectionResetError, ssl.SSLError):
+                return out
+            finally:
+                self.sock.settimeout(self.timeout)
+            if not d:
+                return out
+            out += d
+
+    def starttls(self, ctx=None):
+        """TLS handshake on the same socket (after the ready reply was read)."""
+        from .tlsutil import client_context
+        ctx = ctx or client_context()
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=HOST,
+                                    suppress_ragged_eofs=False)
+        self.tls = True
+        return self.sock
+
+    def read_until_close(self, timeout=None):
+        from .tlsutil import read_until_close
+        return read_until_close(self.sock, timeout=timeout or self.timeout)

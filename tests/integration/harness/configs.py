@@ -38,3 +38,19 @@ def default_config(smtps=SMTPS_PORT, imaps=IMAPS_PORT, pop3s=POP3S_PORT, **backe
     sections.append(listener_section("imaps", "imap", imaps, "imap", "ecdsa"))
     sections.append(listener_section("pop3s", "pop3", pop3s, "pop3", "pem"))
     return render(sections)
+
+
+# --- STARTTLS listeners (issue 3) -------------------------------------------------------
+
+EDGE_HOSTNAME = "edge.example.test"
+
+
+def starttls_listener_section(name, protocol, port, backend, certkind="rsa",
+                              security_level=None, hostname=EDGE_HOSTNAME, **extra):
+    """A `tls = starttls` listener. security_level None leaves the default (encrypt);
+    extra keys: capabilities, capabilities_refresh, dialogue_timeout, greeting, ..."""
+    header, items = listener_section(name, protocol, port, backend, certkind)
+    items = [(k, "starttls" if k == "tls" else v) for k, v in items]
+    items += [("security_level", security_level), ("hostname", hostname)]
+    items += list(extra.items())
+    return (header, items)

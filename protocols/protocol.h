@@ -101,7 +101,8 @@ struct protocol {
 	/* Canned replies, each complete with CRLF. */
 	const char *tempfail_reply;  /* no backend reachable; then close */
 	const char *too_long_reply;  /* pre-TLS line over max_line; then close */
-	const char *timeout_reply;   /* pre-TLS dialogue idle; then close */
+	const char *timeout_reply;   /* pre-TLS dialogue idle; then close. May hold one %s,
+					the host name (Postfix: "421 4.4.2 HOST Error: ...") */
 	double default_idle_timeout; /* relay idle, seconds (RFC-driven) */
 
 	/* (Re)initialise state. tls: the session is now under TLS (after STARTTLS or on an

@@ -873,8 +873,8 @@ const struct protocol protocol_smtp = {
 	/* RFC 5321 4.2.3: 421 closes the channel; 4.3.2 "system not accepting messages". */
 	.tempfail_reply = "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n",
 	.too_long_reply = "500 5.5.0 Error: line too long\r\n",
-	/* BEHAVIOUR.md has HOST in it; a const reply cannot (see the report) */
-	.timeout_reply = "421 4.4.2 Error: timeout exceeded\r\n",
+	/* %s: the host name, filled in by the core (protocol.h). */
+	.timeout_reply = "421 4.4.2 %s Error: timeout exceeded\r\n",
 	/* RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for the next command. */
 	.default_idle_timeout = 300.0,
 	.init = smtp_init,

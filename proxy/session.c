@@ -765,7 +765,11 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	switch (s->state) {
 	case S_DIALOGUE:
-		dialogue_say_and_flush(s->dlg, s->cfd, s->svc->cfg->proto->timeout_reply);
+	{
+		char reply[256];
+		snprintf(reply, sizeof(reply), s->svc->cfg->proto->timeout_reply, s->svc->pcfg.hostname);
+		dialogue_say_and_flush(s->dlg, s->cfd, reply);
+	}
 		log_info("%s#%llu: pre-TLS dialogue with %s timed out", s->svc->cfg->name,
 			 (unsigned long long)s->id, s->peer);
 		session_close(s, "dialogue-timeout");

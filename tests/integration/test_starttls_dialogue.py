@@ -880,6 +880,8 @@ def test_nul_byte_is_syntax_error(recording_edge, proto):
                 assert c.cmd("imap", "n2 NOOP") == b"n2 OK NOOP completed.\r\n"
             else:
                 assert c.cmd("pop3", "CAPA", multiline=True).startswith(b"+OK")
+            c.send(b"n3 LOGOUT\r\n" if proto == "imap" else b"QUIT\r\n")
+            assert_session_closed(c, me)
     assert_backend_untouched(rec, mark, "NUL byte")
 
 

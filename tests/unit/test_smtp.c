@@ -106,7 +106,7 @@ protocol__struct__complete(void **unused)
 	assert_string_equal(P->too_long_reply, "500 5.5.0 Error: line too long\r\n");
 	assert_string_equal(P->tempfail_reply,
 			    "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n");
-	assert_string_equal(P->timeout_reply, "421 4.4.2 Error: timeout exceeded\r\n");
+	assert_string_equal(P->timeout_reply, "421 4.4.2 %s Error: timeout exceeded\r\n");
 	assert_true(P->default_idle_timeout >= 300.0);
 }
 

@@ -59,7 +59,10 @@ class Conn:
     def __init__(self, sock, index):
         self.sock = sock
         self.index = index
-        self.peer = sock.getpeername()
+        try:
+            self.peer = sock.getpeername()
+        except OSError:  # already reset by the peer
+            self.peer = None
         self._data = bytearray()
         self._lock = threading.Lock()
         self.closed = threading.Event()

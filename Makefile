@@ -18,7 +18,7 @@ HDRS      := $(wildcard proxy/*.h protocols/*.h)
 B  := build
 BA := build/asan
 
-.PHONY: all asan deps certs test unit integration demo clean check-config
+.PHONY: all asan deps certs test unit integration demo clean check-config fuzz format format-check
 all: $(B)/mailedge
 
 $(B)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) | $(B)
@@ -89,6 +89,12 @@ demo: deps
 
 check-config: all certs
 	$(B)/mailedge -t -c conf/demo.ini
+
+FORMAT_SRC = proxy/*.[ch] protocols/*.[ch] tests/unit/*.c tests/fuzz/*.c
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make demo` runs once build/mailedge and the example certificates exist: start
 # the demo mail backend (cleartext SMTP/IMAP/POP3 on 127.0.0.1:12025/12143/12110) and
-# mailedge in front of it (implicit TLS on 127.0.0.1:10465/10993/10995, conf/demo.ini),
+# mailedge in front of it (implicit TLS on 127.0.0.1:10465/10993/10995, STARTTLS on
+# 10587/10025/10143/10110, conf/demo.ini),
 # print commands to try, then wait. Ctrl-C or SIGTERM stops both and removes the
 # temporary mailbox. Both programs' logs follow on stderr; the commands go to stdout.
 #
@@ -20,7 +21,7 @@ conf=conf/demo.ini
 ca=certs-example/out/ca.crt
 exit_after=${DEMO_EXIT_AFTER:-}
 backend_ports=(12025 12143 12110)
-edge_ports=(10465 10993 10995)
+edge_ports=(10465 10993 10995 10587 10025 10143 10110)
 
 say() { printf 'run-demo: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -125,6 +126,15 @@ By hand (the backend's greeting arrives through the TLS tunnel; -crlf: the proto
       USER demo / PASS demo / LIST / RETR 1 / QUIT
   openssl s_client -connect 127.0.0.1:10465 -CAfile $ca -quiet -crlf
       EHLO me / MAIL FROM:<you@example.test> / RCPT TO:<demo@example.test> / DATA / Subject: hi / (empty line) / text / . / QUIT
+
+STARTTLS (mailedge answers the plaintext part itself; try MAIL FROM before STARTTLS on 10587):
+  openssl s_client -starttls smtp -connect 127.0.0.1:10587 -CAfile $ca -quiet -crlf
+  openssl s_client -starttls imap -connect 127.0.0.1:10143 -CAfile $ca -quiet -crlf
+  openssl s_client -starttls pop3 -connect 127.0.0.1:10110 -CAfile $ca -quiet -crlf
+  swaks --server 127.0.0.1:10587 --tls --tls-verify --tls-ca-path $ca --to demo@example.test --from you@example.test
+  swaks --server 127.0.0.1:10025 --to demo@example.test --from you@example.test   # plaintext on the "may" MX port
+  curl $ca_opt --ssl-reqd -u demo:demo 'imap://127.0.0.1:10143/INBOX;UID=1'
+  curl $ca_opt --ssl-reqd -u demo:demo pop3://127.0.0.1:10110/1
 
 From Python:
   $python -c 'import ssl,smtplib; c=ssl.create_default_context(cafile="$ca"); s=smtplib.SMTP_SSL("127.0.0.1",10465,context=c); s.sendmail("you@example.test",["demo@example.test"],"Subject: hi from Python\\r\\n\\r\\nHello.\\r\\n"); s.quit()'

@@ -13,20 +13,20 @@
 
 #include "protocol.h"
 
-#define IMAP_MAX_LINE	 8192
+#define IMAP_MAX_LINE    8192
 #define IMAP_INVALID_MAX 10
 /* Tags we remember; a longer one is answered with "*" (no real client uses them). */
-#define IMAP_TAG_MAX	 128
+#define IMAP_TAG_MAX 128
 /* Refusals waiting for a response boundary in the backend stream. */
-#define IMAP_INJ_MAX	 1024
+#define IMAP_INJ_MAX 1024
 /* Pre-TLS capability list: bounded so the greeting and CAPABILITY replies always fit
  * PROTO_OUT_MAX with their CRLF. */
-#define IMAP_CAPS_MAX	 2048
-#define IMAP_HOST_MAX	 255
-#define IMAP_TEXT_MAX	 512
+#define IMAP_CAPS_MAX 2048
+#define IMAP_HOST_MAX 255
+#define IMAP_TEXT_MAX 512
 /* Last bytes remembered of a line passed in pieces, so that a literal announced at its
  * end ("~{18446744073709551615+}\r") is still seen whole. */
-#define IMAP_TAIL	 32
+#define IMAP_TAIL        32
 #define IMAP_GREET_LINES 16
 #define IMAP_PROBE_LINES 64
 
@@ -35,12 +35,12 @@
 enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS, CMD_MAYBE };
 
 enum imap_cstate {
-	C_LINE,	   /* reading a command line */
+	C_LINE,    /* reading a command line */
 	C_LITERAL, /* passing literal bytes */
-	C_WAIT,	   /* holding input until the backend answers (see enum imap_wait) */
-	C_SASL,	   /* one line of SASL data answering a "+" */
-	C_DROP,	   /* discarding the rest of a refused line */
-	C_PASS,	   /* stream compressed (RFC 4978): no longer parsable */
+	C_WAIT,    /* holding input until the backend answers (see enum imap_wait) */
+	C_SASL,    /* one line of SASL data answering a "+" */
+	C_DROP,    /* discarding the rest of a refused line */
+	C_PASS,    /* stream compressed (RFC 4978): no longer parsable */
 };
 
 /* Why client input is held: the client itself waits for the same answer. */
@@ -66,10 +66,10 @@ struct imap_state {
 	enum imap_cstate cst;
 	enum imap_wait wait;
 	enum imap_cmd ccmd; /* command being read; acted on at its end */
-	int ccont;	    /* the current line continues a command after a literal */
-	int cmid;	    /* the start of the current line was passed already */
-	uint64_t clit;	    /* literal bytes left (or announced, while waiting for "+") */
-	size_t ctaglen;	    /* 0: unknown, any tagged answer ends a wait */
+	int ccont;          /* the current line continues a command after a literal */
+	int cmid;           /* the start of the current line was passed already */
+	uint64_t clit;      /* literal bytes left (or announced, while waiting for "+") */
+	size_t ctaglen;     /* 0: unknown, any tagged answer ends a wait */
 	char ctag[IMAP_TAG_MAX];
 	struct imap_tail ctail;
 
@@ -244,8 +244,8 @@ caps_add(struct imap_caps *c, const char *a, size_t n, size_t limit)
 static int
 caps_hidden(const char *a, size_t n, enum proto_level level)
 {
-	static const char *const never[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED",
-					    "LITERAL+", "LITERAL-"};
+	static const char *const never[] = {"IMAP4rev1", "STARTTLS", "LOGINDISABLED", "LITERAL+",
+	                                    "LITERAL-"};
 	size_t i;
 
 	for (i = 0; i < sizeof(never) / sizeof(never[0]); i++)
@@ -314,7 +314,7 @@ imap_greeting(void *v, const struct proto_config *cfg, struct proto_out *out)
 	(void)v;
 	caps_build(cfg, &c);
 	proto_out_printf(out, "* OK [CAPABILITY %.*s] %.*s %.*s\r\n", (int)c.len, c.s,
-			 IMAP_HOST_MAX, host, IMAP_TEXT_MAX, text);
+	                 IMAP_HOST_MAX, host, IMAP_TEXT_MAX, text);
 }
 
 /* Counts an invalid command; the 10th gets BYE instead of its own reply. */
@@ -329,7 +329,7 @@ imap_budget(struct imap_state *st, struct proto_out *out)
 
 static enum proto_action
 imap_refused(struct imap_state *st, const struct imap_req *r, const char *text,
-	     struct proto_out *out)
+             struct proto_out *out)
 {
 	if (imap_budget(st, out))
 		return PROTO_CLOSE;
@@ -347,21 +347,21 @@ pre_syntax(struct imap_state *st, struct proto_out *out)
 }
 
 static enum proto_action
-pre_capability(struct imap_state *st, const struct proto_config *cfg,
-	       const struct imap_req *r, struct proto_out *out)
+pre_capability(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+               struct proto_out *out)
 {
 	struct imap_caps c;
 
 	(void)st;
 	caps_build(cfg, &c);
-	proto_out_printf(out, "* CAPABILITY %.*s\r\n%.*s OK Capability completed.\r\n",
-			 (int)c.len, c.s, (int)r->taglen, r->tag);
+	proto_out_printf(out, "* CAPABILITY %.*s\r\n%.*s OK Capability completed.\r\n", (int)c.len,
+	                 c.s, (int)r->taglen, r->tag);
 	return PROTO_CONTINUE;
 }
 
 static enum proto_action
 pre_noop(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
-	 struct proto_out *out)
+         struct proto_out *out)
 {
 	(void)st;
 	(void)cfg;
@@ -371,18 +371,18 @@ pre_noop(struct imap_state *st, const struct proto_config *cfg, const struct ima
 
 static enum proto_action
 pre_logout(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
-	   struct proto_out *out)
+           struct proto_out *out)
 {
 	(void)st;
 	(void)cfg;
-	proto_out_printf(out, "* BYE Logging out\r\n%.*s OK Logout completed.\r\n",
-			 (int)r->taglen, r->tag);
+	proto_out_printf(out, "* BYE Logging out\r\n%.*s OK Logout completed.\r\n", (int)r->taglen,
+	                 r->tag);
 	return PROTO_CLOSE;
 }
 
 static enum proto_action
-pre_starttls(struct imap_state *st, const struct proto_config *cfg,
-	     const struct imap_req *r, struct proto_out *out)
+pre_starttls(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
+             struct proto_out *out)
 {
 	(void)cfg;
 	if (r->arglen > 0)
@@ -400,42 +400,38 @@ pre_backend(struct imap_state *st)
 
 static enum proto_action
 pre_login(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
-	  struct proto_out *out)
+          struct proto_out *out)
 {
 	if (cfg->level != PROTO_LEVEL_ENCRYPT)
 		return pre_backend(st);
 	return imap_refused(st, r,
-			    "NO [PRIVACYREQUIRED] Plaintext authentication disallowed: "
-			    "issue STARTTLS first.",
-			    out);
+	                    "NO [PRIVACYREQUIRED] Plaintext authentication disallowed: "
+	                    "issue STARTTLS first.",
+	                    out);
 }
 
 static enum proto_action
 pre_other(struct imap_state *st, const struct proto_config *cfg, const struct imap_req *r,
-	  struct proto_out *out)
+          struct proto_out *out)
 {
 	if (cfg->level != PROTO_LEVEL_ENCRYPT)
 		return pre_backend(st);
 	return imap_refused(st, r, "BAD [PRIVACYREQUIRED] Command not permitted before STARTTLS.",
-			    out);
+	                    out);
 }
 
 static const struct imap_pre {
 	const char *name;
 	enum proto_action (*fn)(struct imap_state *, const struct proto_config *,
-				const struct imap_req *, struct proto_out *);
+	                        const struct imap_req *, struct proto_out *);
 } imap_pre[] = {
-	{"CAPABILITY", pre_capability},
-	{"NOOP", pre_noop},
-	{"LOGOUT", pre_logout},
-	{"STARTTLS", pre_starttls},
-	{"LOGIN", pre_login},
-	{"AUTHENTICATE", pre_login},
+    {"CAPABILITY", pre_capability}, {"NOOP", pre_noop},   {"LOGOUT", pre_logout},
+    {"STARTTLS", pre_starttls},     {"LOGIN", pre_login}, {"AUTHENTICATE", pre_login},
 };
 
 static enum proto_action
 imap_client_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
-		 struct proto_out *out)
+                 struct proto_out *out)
 {
 	struct imap_state *st = v;
 	struct imap_req r;
@@ -477,7 +473,7 @@ imap_untagged(const char *line, size_t len, const char *word)
 
 static enum proto_bstep
 imap_backend_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
-		  struct proto_out *out)
+                  struct proto_out *out)
 {
 	struct imap_state *st = v;
 	size_t n = proto_strip_eol(line, len);
@@ -502,7 +498,7 @@ static int
 imap_refuse(struct imap_state *st)
 {
 	const char *text = st->tls ? " BAD TLS is already active.\r\n"
-				   : " BAD STARTTLS not available on this connection.\r\n";
+	                           : " BAD STARTTLS not available on this connection.\r\n";
 	const char *tag = st->ctaglen > 0 ? st->ctag : "*";
 	size_t tl = st->ctaglen > 0 ? st->ctaglen : 1;
 	size_t tx = strlen(text);
@@ -519,9 +515,9 @@ static const struct {
 	const char *name;
 	enum imap_cmd cmd;
 } imap_relay_cmds[] = {
-	{"STARTTLS", CMD_STARTTLS},
-	{"AUTHENTICATE", CMD_AUTH},
-	{"COMPRESS", CMD_COMPRESS},
+    {"STARTTLS", CMD_STARTTLS},
+    {"AUTHENTICATE", CMD_AUTH},
+    {"COMPRESS", CMD_COMPRESS},
 };
 
 /* The command starting at p[0..n), complete or cut short. Remembers its tag. Any
@@ -537,7 +533,7 @@ imap_classify(struct imap_state *st, const char *p, size_t n, int complete)
 	memcpy(st->ctag, p, st->ctaglen);
 	if (!complete && e == n)
 		return e - w <= 8 && strncasecmp(p + w, "STARTTLS", e - w) == 0 ? CMD_MAYBE
-										  : CMD_OTHER;
+		                                                                : CMD_OTHER;
 	for (i = 0; i < sizeof(imap_relay_cmds) / sizeof(imap_relay_cmds[0]); i++)
 		if (imap_eq(p + w, e - w, imap_relay_cmds[i].name))
 			return imap_relay_cmds[i].cmd;
@@ -638,8 +634,8 @@ imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos, int re
 }
 
 static size_t
-imap_client_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len,
-		   size_t cap, int full)
+imap_client_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                   int full)
 {
 	struct imap_state *st = v;
 	size_t pos = 0, in = *len;
@@ -688,10 +684,9 @@ imap_bstart(struct imap_state *st, const char *p, size_t n)
 	}
 	if (t == 1 && p[0] == '*') {
 		st->bresp = ok || imap_eq(p + w, e - w, "NO") || imap_eq(p + w, e - w, "BAD") ||
-				    imap_eq(p + w, e - w, "BYE") ||
-				    imap_eq(p + w, e - w, "PREAUTH")
-			    ? R_STATUS
-			    : R_DATA;
+		                    imap_eq(p + w, e - w, "BYE") || imap_eq(p + w, e - w, "PREAUTH")
+		                ? R_STATUS
+		                : R_DATA;
 		return;
 	}
 	st->bresp = R_STATUS;
@@ -851,8 +846,8 @@ imap_inject(struct imap_state *st, char *buf, size_t *len, size_t pos, size_t ca
 }
 
 static size_t
-imap_backend_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len,
-		    size_t cap, int full)
+imap_backend_filter(void *v, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                    int full)
 {
 	struct imap_state *st = v;
 	size_t pos = 0;
@@ -919,7 +914,7 @@ imap_probe_caps(struct imap_probe *pr, const char *p, size_t n, char *caps, size
 
 static enum proto_probe
 imap_probe_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
-		struct proto_out *out, char *caps, size_t capslen)
+                struct proto_out *out, char *caps, size_t capslen)
 {
 	struct imap_probe *pr = v;
 	size_t n = proto_strip_eol(line, len);
@@ -952,22 +947,22 @@ imap_probe_line(void *v, const struct proto_config *cfg, const char *line, size_
 }
 
 const struct protocol protocol_imap = {
-	.name = "imap",
-	.max_line = IMAP_MAX_LINE,
-	.state_size = sizeof(struct imap_state),
-	/* RFC 3501 7.1.5: an untagged BYE as the first reply means the server refuses. */
-	.tempfail_reply = "* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n",
-	.too_long_reply = "* BYE Line too long.\r\n",
-	.timeout_reply = "* BYE Disconnected for inactivity.\r\n",
-	/* RFC 3501 5.4: the autologout timer is at least 30 minutes (IDLE clients rely on it). */
-	.default_idle_timeout = 1800.0,
-	.init = imap_init,
-	.greeting = imap_greeting,
-	.client_line = imap_client_line,
-	.backend_line = imap_backend_line,
-	.client_filter = imap_client_filter,
-	.backend_filter = imap_backend_filter,
-	.probe_state_size = sizeof(struct imap_probe),
-	.probe_init = imap_probe_init,
-	.probe_line = imap_probe_line,
+    .name = "imap",
+    .max_line = IMAP_MAX_LINE,
+    .state_size = sizeof(struct imap_state),
+    /* RFC 3501 7.1.5: an untagged BYE as the first reply means the server refuses. */
+    .tempfail_reply = "* BYE [UNAVAILABLE] Service temporarily unavailable, try again later\r\n",
+    .too_long_reply = "* BYE Line too long.\r\n",
+    .timeout_reply = "* BYE Disconnected for inactivity.\r\n",
+    /* RFC 3501 5.4: the autologout timer is at least 30 minutes (IDLE clients rely on it). */
+    .default_idle_timeout = 1800.0,
+    .init = imap_init,
+    .greeting = imap_greeting,
+    .client_line = imap_client_line,
+    .backend_line = imap_backend_line,
+    .client_filter = imap_client_filter,
+    .backend_filter = imap_backend_filter,
+    .probe_state_size = sizeof(struct imap_probe),
+    .probe_init = imap_probe_init,
+    .probe_line = imap_probe_line,
 };

@@ -14,18 +14,18 @@
 #include <string.h>
 #include <strings.h>
 
-#define POP3_MAX_LINE	512 /* BEHAVIOUR.md; RFC 2449 4 needs only 255 for commands */
+#define POP3_MAX_LINE   512 /* BEHAVIOUR.md; RFC 2449 4 needs only 255 for commands */
 #define POP3_MAX_ERRORS 10  /* the 10th invalid command closes (BEHAVIOUR.md) */
-#define POP3_QMAX	32  /* unanswered commands tracked; the client waits beyond */
+#define POP3_QMAX       32  /* unanswered commands tracked; the client waits beyond */
 
 /* What the backend owes for a command in the queue. */
 enum pop3_kind {
-	K_NONE,	    /* queue empty: whatever comes is unsolicited */
+	K_NONE,     /* queue empty: whatever comes is unsolicited */
 	K_GREETING, /* the greeting: swallowed by backend_line, or relayed (implicit TLS) */
 	K_SINGLE,
 	K_MULTI,  /* RETR, TOP, LIST/UIDL/AUTH without argument: a body follows +OK */
-	K_CAPA,	  /* a body too, with STLS removed */
-	K_AUTH,	  /* SASL: "+ " challenges until +OK/-ERR (RFC 5034 4) */
+	K_CAPA,   /* a body too, with STLS removed */
+	K_AUTH,   /* SASL: "+ " challenges until +OK/-ERR (RFC 5034 4) */
 	K_REFUSE, /* a refused STLS: mailedge answers it, never the backend */
 };
 
@@ -39,8 +39,8 @@ enum pop3_lc {
 /* What the backend stream is in, at line starts. */
 enum pop3_bmode {
 	B_STATUS, /* a status line: +OK, -ERR or a "+ " challenge */
-	B_BODY,	  /* multi-line body, up to the terminating "." line */
-	B_CAPA,	  /* CAPA body, line by line */
+	B_BODY,   /* multi-line body, up to the terminating "." line */
+	B_CAPA,   /* CAPA body, line by line */
 };
 
 struct pop3_state {
@@ -95,8 +95,7 @@ first_word(const char *s, size_t len, struct word *w)
 
 	while (i < len && is_blank(s[i]))
 		i++;
-	for (j = i; j < len && !is_blank(s[j]) && s[j] != '\r' && s[j] != '\n' && s[j] != '\0';
-	     j++)
+	for (j = i; j < len && !is_blank(s[j]) && s[j] != '\r' && s[j] != '\n' && s[j] != '\0'; j++)
 		;
 	w->p = s + i;
 	w->n = j - i;
@@ -140,8 +139,7 @@ is_status(const char *s, size_t len, const char *ind)
 static int
 is_challenge(const char *s, size_t len)
 {
-	return len >= 1 && s[0] == '+' &&
-	       (len == 1 || s[1] == ' ' || s[1] == '\r' || s[1] == '\n');
+	return len >= 1 && s[0] == '+' && (len == 1 || s[1] == ' ' || s[1] == '\r' || s[1] == '\n');
 }
 
 /* Remove buf[from..to) from the stream. */
@@ -226,7 +224,7 @@ pop3_greeting(void *state, const struct proto_config *cfg, struct proto_out *out
 {
 	(void)state;
 	proto_out_printf(out, "+OK %s %s\r\n", cfg->hostname != NULL ? cfg->hostname : "localhost",
-			 cfg->greeting != NULL ? cfg->greeting : "POP3 ready.");
+	                 cfg->greeting != NULL ? cfg->greeting : "POP3 ready.");
 }
 
 /* --- pre-TLS dialogue --- */
@@ -287,7 +285,7 @@ invalid(struct pop3_state *st, struct proto_out *out, const char *reply)
 }
 
 typedef enum proto_action (*pre_fn)(struct pop3_state *, const struct proto_config *, int,
-				    struct proto_out *);
+                                    struct proto_out *);
 
 static enum proto_action
 pre_capa(struct pop3_state *st, const struct proto_config *cfg, int args, struct proto_out *out)
@@ -332,13 +330,13 @@ static const struct {
 	const char *name;
 	pre_fn fn;
 } pre_cmds[] = {
-	{"CAPA", pre_capa}, {"QUIT", pre_quit}, {"STLS", pre_stls}, {"USER", pre_auth},
-	{"PASS", pre_auth}, {"APOP", pre_auth}, {"AUTH", pre_auth},
+    {"CAPA", pre_capa}, {"QUIT", pre_quit}, {"STLS", pre_stls}, {"USER", pre_auth},
+    {"PASS", pre_auth}, {"APOP", pre_auth}, {"AUTH", pre_auth},
 };
 
 static enum proto_action
 pop3_client_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-		 struct proto_out *out)
+                 struct proto_out *out)
 {
 	struct pop3_state *st = state;
 	struct word w;
@@ -365,7 +363,7 @@ pop3_client_line(void *state, const struct proto_config *cfg, const char *line, 
 
 static enum proto_bstep
 pop3_backend_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-		  struct proto_out *out)
+                  struct proto_out *out)
 {
 	struct pop3_state *st = state;
 
@@ -409,9 +407,9 @@ static const struct {
 	const char *name;
 	unsigned char bare, with_args; /* enum pop3_kind */
 } relay_cmds[] = {
-	{"STLS", K_REFUSE, K_REFUSE}, /* with arguments too: never let it reach the backend */
-	{"CAPA", K_CAPA, K_CAPA},     {"LIST", K_MULTI, K_SINGLE}, {"UIDL", K_MULTI, K_SINGLE},
-	{"RETR", K_MULTI, K_MULTI},   {"TOP", K_MULTI, K_MULTI},   {"AUTH", K_MULTI, K_AUTH},
+    {"STLS", K_REFUSE, K_REFUSE}, /* with arguments too: never let it reach the backend */
+    {"CAPA", K_CAPA, K_CAPA},     {"LIST", K_MULTI, K_SINGLE}, {"UIDL", K_MULTI, K_SINGLE},
+    {"RETR", K_MULTI, K_MULTI},   {"TOP", K_MULTI, K_MULTI},   {"AUTH", K_MULTI, K_AUTH},
 };
 
 static int
@@ -422,7 +420,7 @@ command_kind(const struct word *w, const char *line, size_t n)
 	for (i = 0; i < sizeof(relay_cmds) / sizeof(relay_cmds[0]); i++)
 		if (word_is(w, relay_cmds[i].name))
 			return word_has_args(w, line, n) ? relay_cmds[i].with_args
-							 : relay_cmds[i].bare;
+			                                 : relay_cmds[i].bare;
 	return K_SINGLE;
 }
 
@@ -477,8 +475,8 @@ client_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, int full
 }
 
 static size_t
-pop3_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
-		   size_t cap, int full)
+pop3_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                   int full)
 {
 	struct pop3_state *st = state;
 	size_t pos = 0, len0 = *len;
@@ -489,7 +487,7 @@ pop3_client_filter(void *state, const struct proto_config *cfg, char *buf, size_
 		if (st->c_lc != LC_START)
 			pos = line_rest(buf, pos, len, &st->c_lc);
 		else if (client_holding(st) ||
-			 !client_step(st, buf, &pos, len, stuck(full, pos, *len, len0)))
+		         !client_step(st, buf, &pos, len, stuck(full, pos, *len, len0)))
 			break;
 	}
 	return pos;
@@ -635,8 +633,8 @@ capa_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, int full)
 }
 
 static size_t
-pop3_backend_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
-		    size_t cap, int full)
+pop3_backend_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                    int full)
 {
 	struct pop3_state *st = state;
 	size_t pos = 0, len0 = *len;
@@ -654,8 +652,7 @@ pop3_backend_filter(void *state, const struct proto_config *cfg, char *buf, size
 		else if (st->b_mode == B_CAPA)
 			more = capa_step(st, buf, &pos, len, stuck(full, pos, *len, len0));
 		else
-			more = status_step(st, buf, &pos, len, cap,
-					   stuck(full, pos, *len, len0));
+			more = status_step(st, buf, &pos, len, cap, stuck(full, pos, *len, len0));
 	} while (more);
 	return pos;
 }
@@ -695,7 +692,7 @@ probe_add(const char *s, size_t n, char *caps, size_t capslen)
 
 static enum proto_probe
 pop3_probe_line(void *pstate, const struct proto_config *cfg, const char *line, size_t len,
-		struct proto_out *out, char *caps, size_t capslen)
+                struct proto_out *out, char *caps, size_t capslen)
 {
 	struct pop3_probe *ps = pstate;
 	size_t n = proto_strip_eol(line, len);
@@ -734,22 +731,22 @@ pop3_probe_line(void *pstate, const struct proto_config *cfg, const char *line, 
 }
 
 const struct protocol protocol_pop3 = {
-	.name = "pop3",
-	.max_line = POP3_MAX_LINE,
-	.state_size = sizeof(struct pop3_state),
-	/* RFC 3206: [SYS/TEMP] marks a transient system failure. */
-	.tempfail_reply = "-ERR [SYS/TEMP] Service temporarily unavailable, try again later\r\n",
-	.too_long_reply = "-ERR Line too long.\r\n",
-	.timeout_reply = "-ERR Disconnected for inactivity.\r\n",
-	/* RFC 1939 3: the autologout timer is at least 10 minutes. */
-	.default_idle_timeout = 600.0,
-	.init = pop3_init,
-	.greeting = pop3_greeting,
-	.client_line = pop3_client_line,
-	.backend_line = pop3_backend_line,
-	.client_filter = pop3_client_filter,
-	.backend_filter = pop3_backend_filter,
-	.probe_state_size = sizeof(struct pop3_probe),
-	.probe_init = pop3_probe_init,
-	.probe_line = pop3_probe_line,
+    .name = "pop3",
+    .max_line = POP3_MAX_LINE,
+    .state_size = sizeof(struct pop3_state),
+    /* RFC 3206: [SYS/TEMP] marks a transient system failure. */
+    .tempfail_reply = "-ERR [SYS/TEMP] Service temporarily unavailable, try again later\r\n",
+    .too_long_reply = "-ERR Line too long.\r\n",
+    .timeout_reply = "-ERR Disconnected for inactivity.\r\n",
+    /* RFC 1939 3: the autologout timer is at least 10 minutes. */
+    .default_idle_timeout = 600.0,
+    .init = pop3_init,
+    .greeting = pop3_greeting,
+    .client_line = pop3_client_line,
+    .backend_line = pop3_backend_line,
+    .client_filter = pop3_client_filter,
+    .backend_filter = pop3_backend_filter,
+    .probe_state_size = sizeof(struct pop3_probe),
+    .probe_init = pop3_probe_init,
+    .probe_line = pop3_probe_line,
 };

@@ -28,7 +28,7 @@ struct proto_out {
 };
 /* Append formatted text; silently truncates at PROTO_OUT_MAX (never overflows). */
 void proto_out_printf(struct proto_out *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void proto_out_add(struct proto_out *o, const char *s, size_t n);
 
 enum proto_level {
@@ -53,10 +53,10 @@ struct proto_config {
 enum proto_action {
 	PROTO_CONTINUE, /* read the next line */
 	PROTO_STARTTLS, /* discard every byte received after this line, forget all state,
-			   then start the TLS handshake */
+	                   then start the TLS handshake */
 	PROTO_BACKEND,  /* `may` listener, client goes on without TLS: connect the backend,
-			   run the backend dialogue, then forward this line and all input after
-			   it in plaintext. `out` is empty. */
+	                   run the backend dialogue, then forward this line and all input after
+	                   it in plaintext. `out` is empty. */
 	PROTO_CLOSE,    /* close the session */
 };
 
@@ -89,7 +89,7 @@ enum proto_probe {
  * means "need more". The same state (struct proto_state) serves both directions so
  * that a reply can be ordered behind the backend's answers (SMTP pipelining). */
 typedef size_t (*proto_filter_fn)(void *state, const struct proto_config *cfg, char *buf,
-				  size_t *len, size_t cap, int full);
+                                  size_t *len, size_t cap, int full);
 
 struct protocol {
 	const char *name;
@@ -102,7 +102,7 @@ struct protocol {
 	const char *tempfail_reply;  /* no backend reachable; then close */
 	const char *too_long_reply;  /* pre-TLS line over max_line; then close */
 	const char *timeout_reply;   /* pre-TLS dialogue idle; then close. May hold one %s,
-					the host name (Postfix: "421 4.4.2 HOST Error: ...") */
+	                                the host name (Postfix: "421 4.4.2 HOST Error: ...") */
 	double default_idle_timeout; /* relay idle, seconds (RFC-driven) */
 
 	/* (Re)initialise state. tls: the session is now under TLS (after STARTTLS or on an
@@ -113,11 +113,11 @@ struct protocol {
 	void (*greeting)(void *state, const struct proto_config *cfg, struct proto_out *out);
 	/* line: one command line with its line ending, len <= max_line. */
 	enum proto_action (*client_line)(void *state, const struct proto_config *cfg,
-					 const char *line, size_t len, struct proto_out *out);
+	                                 const char *line, size_t len, struct proto_out *out);
 
 	/* 2. backend dialogue: one backend line (with line ending) in, bytes to send out. */
 	enum proto_bstep (*backend_line)(void *state, const struct proto_config *cfg,
-					 const char *line, size_t len, struct proto_out *out);
+	                                 const char *line, size_t len, struct proto_out *out);
 
 	/* 3. relay filters */
 	proto_filter_fn client_filter;  /* client -> backend */
@@ -127,8 +127,8 @@ struct protocol {
 	size_t probe_state_size;
 	void (*probe_init)(void *pstate, const struct proto_config *cfg);
 	enum proto_probe (*probe_line)(void *pstate, const struct proto_config *cfg,
-				       const char *line, size_t len, struct proto_out *out,
-				       char *caps, size_t capslen);
+	                               const char *line, size_t len, struct proto_out *out,
+	                               char *caps, size_t capslen);
 };
 
 extern const struct protocol protocol_smtp;
@@ -142,7 +142,7 @@ const struct protocol *protocol_find(const char *name);
 /* Case-insensitive: does the line's first word equal word? *args points after it
  * (and its spaces); *arglen excludes the line ending. */
 int proto_word_is(const char *line, size_t len, const char *word, const char **args,
-		  size_t *arglen);
+                  size_t *arglen);
 /* Length of line without its trailing CRLF or LF. */
 size_t proto_strip_eol(const char *line, size_t len);
 

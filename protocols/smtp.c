@@ -18,35 +18,35 @@
 
 #include "protocol.h"
 
-#define SMTP_LINE_MAX	1000	/* pre-TLS command line, CRLF included (RFC says 512) */
-#define SMTP_ERRORS_MAX	10	/* the 10th invalid command closes */
-#define SMTP_QUEUE_MAX	64	/* commands awaiting a reply; the client waits beyond */
-#define SMTP_BDAT_DIGITS 18	/* a chunk size that always fits in uint64_t */
+#define SMTP_LINE_MAX    1000 /* pre-TLS command line, CRLF included (RFC says 512) */
+#define SMTP_ERRORS_MAX  10   /* the 10th invalid command closes */
+#define SMTP_QUEUE_MAX   64   /* commands awaiting a reply; the client waits beyond */
+#define SMTP_BDAT_DIGITS 18   /* a chunk size that always fits in uint64_t */
 
 #define SMTP_DEFAULT_CAPS "PIPELINING\nSIZE\n8BITMIME\nENHANCEDSTATUSCODES"
 
 /* What the backend's next reply answers. */
 enum smtp_kind {
-	K_REPLY,	/* any command answered once (also the greeting, end of data) */
-	K_HELO,		/* answered once; no extensions after it */
-	K_BDAT,		/* answered once, after its chunk */
-	K_EHLO,		/* capability list to filter */
-	K_DATA,		/* 354 opens the body */
-	K_AUTH,		/* 334 makes the next client line SASL data */
-	K_REFUSE_TLS,	/* STARTTLS, answered by us: the backend never saw it */
-	K_REFUSE,	/* XCLIENT/XFORWARD, answered by us */
-	K_TOO_LONG,	/* a command line longer than the relay buffer, dropped */
+	K_REPLY,      /* any command answered once (also the greeting, end of data) */
+	K_HELO,       /* answered once; no extensions after it */
+	K_BDAT,       /* answered once, after its chunk */
+	K_EHLO,       /* capability list to filter */
+	K_DATA,       /* 354 opens the body */
+	K_AUTH,       /* 334 makes the next client line SASL data */
+	K_REFUSE_TLS, /* STARTTLS, answered by us: the backend never saw it */
+	K_REFUSE,     /* XCLIENT/XFORWARD, answered by us */
+	K_TOO_LONG,   /* a command line longer than the relay buffer, dropped */
 };
 
 /* Client -> backend stream. */
 enum smtp_cmode {
-	C_CMD,		/* command lines */
-	C_WAIT,		/* after DATA/AUTH/SASL: hold until the backend answered */
-	C_BODY,		/* DATA body, up to the end-of-data line */
-	C_CHUNK,	/* BDAT chunk: `chunk` more bytes */
-	C_SASL,		/* the next line answers a 334 challenge */
-	C_SASL_REST,	/* rest of a SASL line passed before its end */
-	C_DROP,		/* rest of an unbounded command line, discarded */
+	C_CMD,       /* command lines */
+	C_WAIT,      /* after DATA/AUTH/SASL: hold until the backend answered */
+	C_BODY,      /* DATA body, up to the end-of-data line */
+	C_CHUNK,     /* BDAT chunk: `chunk` more bytes */
+	C_SASL,      /* the next line answers a 334 challenge */
+	C_SASL_REST, /* rest of a SASL line passed before its end */
+	C_DROP,      /* rest of an unbounded command line, discarded */
 };
 
 enum smtp_bstage { BS_GREETING, BS_REPLAY, BS_DONE };
@@ -59,29 +59,29 @@ struct smtp_state {
 	char helo[SMTP_LINE_MAX + 8];
 
 	enum smtp_bstage bstage;
-	int chunking;	/* the backend's last EHLO reply offered CHUNKING */
+	int chunking; /* the backend's last EHLO reply offered CHUNKING */
 
 	/* commands awaiting a reply, oldest first */
 	unsigned char q[SMTP_QUEUE_MAX];
 	unsigned qhead, qlen;
 
 	enum smtp_cmode cmode;
-	int dot;		/* end-of-data matcher state, see dot_step() */
-	uint64_t chunk;		/* BDAT bytes still to pass */
-	size_t cscan;		/* held client line: bytes known to hold no LF */
+	int dot;        /* end-of-data matcher state, see dot_step() */
+	uint64_t chunk; /* BDAT bytes still to pass */
+	size_t cscan;   /* held client line: bytes known to hold no LF */
 
-	int bmid;		/* a backend line was passed before its LF */
-	int binreply;		/* inside a backend reply (after its first byte) */
-	int bowned;		/* ... which answers the queue's head */
+	int bmid;     /* a backend line was passed before its LF */
+	int binreply; /* inside a backend reply (after its first byte) */
+	int bowned;   /* ... which answers the queue's head */
 	size_t bheadlen;
-	char bhead[4];		/* first bytes of the current backend line */
+	char bhead[4]; /* first bytes of the current backend line */
 	size_t bscan;
 };
 
 struct smtp_probe {
 	enum { P_GREETING, P_EHLO, P_DONE } stage;
-	int first;	/* the next EHLO line is the first: the host name */
-	size_t used;	/* bytes of caps filled */
+	int first;   /* the next EHLO line is the first: the host name */
+	size_t used; /* bytes of caps filled */
 };
 
 static const char *
@@ -129,8 +129,7 @@ cap_hidden(const char *kw, size_t n, int no_auth)
 {
 	size_t w = word_len(kw, n);
 
-	if (word_eq(kw, w, "STARTTLS") || word_eq(kw, w, "XCLIENT") ||
-	    word_eq(kw, w, "XFORWARD"))
+	if (word_eq(kw, w, "STARTTLS") || word_eq(kw, w, "XCLIENT") || word_eq(kw, w, "XFORWARD"))
 		return 1;
 	return no_auth && (word_eq(kw, w, "AUTH") || (w >= 5 && strncasecmp(kw, "AUTH=", 5) == 0));
 }
@@ -176,7 +175,7 @@ refusal(const struct smtp_state *st, int kind)
 	switch (kind) {
 	case K_REFUSE_TLS:
 		return st->tls ? "554 5.5.1 Error: TLS already active\r\n"
-			       : "502 5.5.2 Error: command not recognized\r\n";
+		               : "502 5.5.2 Error: command not recognized\r\n";
 	case K_REFUSE:
 		return "502 5.5.2 Error: command not recognized\r\n";
 	case K_TOO_LONG:
@@ -206,12 +205,12 @@ smtp_greeting(void *state, const struct proto_config *cfg, struct proto_out *out
 {
 	(void)state;
 	proto_out_printf(out, "220 %s ESMTP %s\r\n", smtp_host(cfg),
-			 cfg->greeting != NULL ? cfg->greeting : "ready");
+	                 cfg->greeting != NULL ? cfg->greeting : "ready");
 }
 
 static enum proto_action
 smtp_error(struct smtp_state *st, const struct proto_config *cfg, struct proto_out *out,
-	   const char *reply)
+           const char *reply)
 {
 	if (++st->errors >= SMTP_ERRORS_MAX) {
 		proto_out_printf(out, "421 4.7.0 %s Error: too many errors\r\n", smtp_host(cfg));
@@ -250,7 +249,7 @@ smtp_ehlo_reply(const struct proto_config *cfg, struct proto_out *out)
 }
 
 typedef enum proto_action (*smtp_cmd_fn)(struct smtp_state *, const struct proto_config *,
-					 const char *, size_t, struct proto_out *);
+                                         const char *, size_t, struct proto_out *);
 
 static enum proto_action
 smtp_remember_helo(struct smtp_state *st, const char *verb, const char *args, size_t arglen)
@@ -268,7 +267,7 @@ smtp_remember_helo(struct smtp_state *st, const char *verb, const char *args, si
 
 static enum proto_action
 cmd_ehlo(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
-	 struct proto_out *out)
+         struct proto_out *out)
 {
 	if (arglen == 0)
 		return smtp_error(st, cfg, out, "501 5.5.4 Syntax: EHLO hostname");
@@ -278,7 +277,7 @@ cmd_ehlo(struct smtp_state *st, const struct proto_config *cfg, const char *args
 
 static enum proto_action
 cmd_helo(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
-	 struct proto_out *out)
+         struct proto_out *out)
 {
 	if (arglen == 0)
 		return smtp_error(st, cfg, out, "501 5.5.4 Syntax: HELO hostname");
@@ -297,7 +296,7 @@ cmd_ok(struct smtp_state *st, const struct proto_config *cfg, const char *args, 
 
 static enum proto_action
 cmd_quit(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
-	 struct proto_out *out)
+         struct proto_out *out)
 {
 	(void)st, (void)cfg, (void)args, (void)arglen;
 	proto_out_printf(out, "221 2.0.0 Bye\r\n");
@@ -305,8 +304,8 @@ cmd_quit(struct smtp_state *st, const struct proto_config *cfg, const char *args
 }
 
 static enum proto_action
-cmd_starttls(struct smtp_state *st, const struct proto_config *cfg, const char *args,
-	     size_t arglen, struct proto_out *out)
+cmd_starttls(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+             struct proto_out *out)
 {
 	(void)args;
 	if (arglen > 0)
@@ -316,8 +315,8 @@ cmd_starttls(struct smtp_state *st, const struct proto_config *cfg, const char *
 }
 
 static enum proto_action
-cmd_unknown(struct smtp_state *st, const struct proto_config *cfg, const char *args,
-	    size_t arglen, struct proto_out *out)
+cmd_unknown(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+            struct proto_out *out)
 {
 	(void)args, (void)arglen;
 	if (cfg->level == PROTO_LEVEL_ENCRYPT)
@@ -327,8 +326,8 @@ cmd_unknown(struct smtp_state *st, const struct proto_config *cfg, const char *a
 
 /* A mail transaction: the backend's business, in plaintext if the level allows it. */
 static enum proto_action
-cmd_backend(struct smtp_state *st, const struct proto_config *cfg, const char *args,
-	    size_t arglen, struct proto_out *out)
+cmd_backend(struct smtp_state *st, const struct proto_config *cfg, const char *args, size_t arglen,
+            struct proto_out *out)
 {
 	if (cfg->level == PROTO_LEVEL_ENCRYPT)
 		return cmd_unknown(st, cfg, args, arglen, out);
@@ -339,17 +338,16 @@ static const struct smtp_cmd {
 	const char *name;
 	smtp_cmd_fn fn;
 } smtp_cmds[] = {
-	{"EHLO", cmd_ehlo},	  {"HELO", cmd_helo},	    {"NOOP", cmd_ok},
-	{"RSET", cmd_ok},	  {"QUIT", cmd_quit},	    {"STARTTLS", cmd_starttls},
-	{"MAIL", cmd_backend},	  {"RCPT", cmd_backend},    {"DATA", cmd_backend},
-	{"BDAT", cmd_backend},	  {"AUTH", cmd_backend},    {"VRFY", cmd_backend},
-	{"EXPN", cmd_backend},	  {"ETRN", cmd_backend},    {"HELP", cmd_backend},
-	/* XCLIENT/XFORWARD are for mailedge only: unknown to clients, like anything else */
+    {"EHLO", cmd_ehlo},    {"HELO", cmd_helo},         {"NOOP", cmd_ok},      {"RSET", cmd_ok},
+    {"QUIT", cmd_quit},    {"STARTTLS", cmd_starttls}, {"MAIL", cmd_backend}, {"RCPT", cmd_backend},
+    {"DATA", cmd_backend}, {"BDAT", cmd_backend},      {"AUTH", cmd_backend}, {"VRFY", cmd_backend},
+    {"EXPN", cmd_backend}, {"ETRN", cmd_backend},      {"HELP", cmd_backend},
+    /* XCLIENT/XFORWARD are for mailedge only: unknown to clients, like anything else */
 };
 
 static enum proto_action
 smtp_client_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-		 struct proto_out *out)
+                 struct proto_out *out)
 {
 	struct smtp_state *st = state;
 	const char *args;
@@ -379,7 +377,7 @@ smtp_backend_ready(struct smtp_state *st)
 
 static enum proto_bstep
 smtp_backend_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-		  struct proto_out *out)
+                  struct proto_out *out)
 {
 	struct smtp_state *st = state;
 	size_t n = proto_strip_eol(line, len);
@@ -390,7 +388,8 @@ smtp_backend_line(void *state, const struct proto_config *cfg, const char *line,
 		return PROTO_B_FAIL;
 	if (st->bstage == BS_REPLAY) {
 		/* the client saw our EHLO reply; CHUNKING decides how BDAT is relayed */
-		if (st->binreply && n > 4 && word_eq(line + 4, word_len(line + 4, n - 4), "CHUNKING"))
+		if (st->binreply && n > 4 &&
+		    word_eq(line + 4, word_len(line + 4, n - 4), "CHUNKING"))
 			st->chunking = 1;
 		st->binreply = 1;
 		return reply_last(line, n) ? smtp_backend_ready(st) : PROTO_B_MORE;
@@ -444,9 +443,8 @@ static const struct relay_cmd {
 	const char *name;
 	enum smtp_kind kind;
 } relay_cmds[] = {
-	{"STARTTLS", K_REFUSE_TLS}, {"XCLIENT", K_REFUSE}, {"XFORWARD", K_REFUSE},
-	{"EHLO", K_EHLO},	    {"HELO", K_HELO},	   {"DATA", K_DATA},
-	{"AUTH", K_AUTH},	    {"BDAT", K_BDAT},
+    {"STARTTLS", K_REFUSE_TLS}, {"XCLIENT", K_REFUSE}, {"XFORWARD", K_REFUSE}, {"EHLO", K_EHLO},
+    {"HELO", K_HELO},           {"DATA", K_DATA},      {"AUTH", K_AUTH},       {"BDAT", K_BDAT},
 };
 
 /* A SASL line was passed: the client waits for the backend's next word on it. */
@@ -585,8 +583,8 @@ client_bulk(struct smtp_state *st, char *p, size_t n, size_t *len)
 }
 
 static size_t
-smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
-		   size_t cap, int full)
+smtp_client_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                   int full)
 {
 	struct smtp_state *st = state;
 	size_t pos = 0, scan = st->cscan, n, k;
@@ -754,8 +752,8 @@ line_end(struct smtp_state *st)
 }
 
 static size_t
-smtp_backend_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len,
-		    size_t cap, int full)
+smtp_backend_filter(void *state, const struct proto_config *cfg, char *buf, size_t *len, size_t cap,
+                    int full)
 {
 	struct smtp_state *st = state;
 	size_t pos = 0, scan = st->bscan, n, k;
@@ -838,7 +836,7 @@ probe_add(struct smtp_probe *ps, const char *kw, size_t n, char *caps, size_t ca
 
 static enum proto_probe
 smtp_probe_line(void *pstate, const struct proto_config *cfg, const char *line, size_t len,
-		struct proto_out *out, char *caps, size_t capslen)
+                struct proto_out *out, char *caps, size_t capslen)
 {
 	struct smtp_probe *ps = pstate;
 	size_t n = proto_strip_eol(line, len);
@@ -867,23 +865,23 @@ smtp_probe_line(void *pstate, const struct proto_config *cfg, const char *line, 
 }
 
 const struct protocol protocol_smtp = {
-	.name = "smtp",
-	.max_line = SMTP_LINE_MAX,
-	.state_size = sizeof(struct smtp_state),
-	/* RFC 5321 4.2.3: 421 closes the channel; 4.3.2 "system not accepting messages". */
-	.tempfail_reply = "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n",
-	.too_long_reply = "500 5.5.0 Error: line too long\r\n",
-	/* %s: the host name, filled in by the core (protocol.h). */
-	.timeout_reply = "421 4.4.2 %s Error: timeout exceeded\r\n",
-	/* RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for the next command. */
-	.default_idle_timeout = 300.0,
-	.init = smtp_init,
-	.greeting = smtp_greeting,
-	.client_line = smtp_client_line,
-	.backend_line = smtp_backend_line,
-	.client_filter = smtp_client_filter,
-	.backend_filter = smtp_backend_filter,
-	.probe_state_size = sizeof(struct smtp_probe),
-	.probe_init = smtp_probe_init,
-	.probe_line = smtp_probe_line,
+    .name = "smtp",
+    .max_line = SMTP_LINE_MAX,
+    .state_size = sizeof(struct smtp_state),
+    /* RFC 5321 4.2.3: 421 closes the channel; 4.3.2 "system not accepting messages". */
+    .tempfail_reply = "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n",
+    .too_long_reply = "500 5.5.0 Error: line too long\r\n",
+    /* %s: the host name, filled in by the core (protocol.h). */
+    .timeout_reply = "421 4.4.2 %s Error: timeout exceeded\r\n",
+    /* RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for the next command. */
+    .default_idle_timeout = 300.0,
+    .init = smtp_init,
+    .greeting = smtp_greeting,
+    .client_line = smtp_client_line,
+    .backend_line = smtp_backend_line,
+    .client_filter = smtp_client_filter,
+    .backend_filter = smtp_backend_filter,
+    .probe_state_size = sizeof(struct smtp_probe),
+    .probe_init = smtp_probe_init,
+    .probe_line = smtp_probe_line,
 };

@@ -74,9 +74,10 @@ backend_dialogue_step(struct backend_dlg *b, int fd)
 
 		switch (buffer_getline(b->in, BACKEND_LINE_MAX, &line, &len)) {
 		case BUFFER_LINE_FOUND: {
-			enum proto_bstep st = b->proto->backend_line(b->state, b->cfg, (const char *)line,
-								     len, &b->out);
-			log_sanitize(b->why, sizeof(b->why), line, proto_strip_eol((const char *)line, len));
+			enum proto_bstep st = b->proto->backend_line(
+			    b->state, b->cfg, (const char *)line, len, &b->out);
+			log_sanitize(b->why, sizeof(b->why), line,
+			             proto_strip_eol((const char *)line, len));
 			buffer_consume(b->in, len);
 			if (st == PROTO_B_DONE)
 				return BDLG_DONE;

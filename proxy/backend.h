@@ -23,9 +23,9 @@ int backend_connect_finish(int fd, int *err);
 enum backend_dialogue {
 	BDLG_WANT_READ,
 	BDLG_WANT_WRITE,
-	BDLG_DONE,     /* relay from now on; `in` may hold bytes for the client */
-	BDLG_REFUSED,  /* the backend said no (e.g. 421 greeting); *why holds its line */
-	BDLG_BROKEN,   /* EOF, socket error (err) or a line too long */
+	BDLG_DONE,    /* relay from now on; `in` may hold bytes for the client */
+	BDLG_REFUSED, /* the backend said no (e.g. 421 greeting); *why holds its line */
+	BDLG_BROKEN,  /* EOF, socket error (err) or a line too long */
 };
 
 struct backend_dlg {

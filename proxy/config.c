@@ -24,14 +24,14 @@ struct parse_ctx {
 	const char *text;
 	size_t pos;
 	int lineno;
-	int continuation;      /* current line is indented: continues the previous value */
+	int continuation; /* current line is indented: continues the previous value */
 	char section[CONFIG_NAME_MAX * 2];
 	int section_line;
-	void *cur;             /* struct cfg_listener / cfg_backend of the current section */
-	int cur_kind;          /* 0 global, 1 listener, 2 backend, -1 unknown */
-	char seen[32][32];     /* keys of the current section, to refuse duplicates */
+	void *cur;         /* struct cfg_listener / cfg_backend of the current section */
+	int cur_kind;      /* 0 global, 1 listener, 2 backend, -1 unknown */
+	char seen[32][32]; /* keys of the current section, to refuse duplicates */
 	int nseen;
-	int bad_line;          /* the reader reported this line's syntax already */
+	int bad_line; /* the reader reported this line's syntax already */
 };
 
 void
@@ -178,10 +178,11 @@ config_addr_str(const struct sockaddr_any *a, char *buf, size_t len)
 static int
 parse_bool(const char *v, int *out)
 {
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") ||
+	    !strcasecmp(v, "on"))
 		*out = 1;
 	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
-		 !strcasecmp(v, "off"))
+	         !strcasecmp(v, "off"))
 		*out = 0;
 	else
 		return -1;
@@ -214,7 +215,8 @@ global_key(struct parse_ctx *p, const char *name, const char *v)
 
 	if (!strcmp(name, "log_level")) {
 		if (log_level_parse(v, &c->log_level) != 0)
-			config_error(c, p->lineno, "log_level: expected debug, info, warning or error");
+			config_error(c, p->lineno,
+			             "log_level: expected debug, info, warning or error");
 	} else if (!strcmp(name, "syslog")) {
 		if (parse_bool(v, &c->syslog) != 0)
 			config_error(c, p->lineno, "syslog: expected yes or no");
@@ -257,14 +259,16 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 		l->protocol_line = p->lineno;
 		l->proto = protocol_find(v);
 		if (l->proto == NULL)
-			config_error(c, p->lineno, "protocol: expected smtp, imap or pop3, not \"%s\"", v);
+			config_error(c, p->lineno,
+			             "protocol: expected smtp, imap or pop3, not \"%s\"", v);
 	} else if (!strcmp(name, "tls")) {
 		if (!strcasecmp(v, "implicit"))
 			l->tls = TLS_MODE_IMPLICIT;
 		else if (!strcasecmp(v, "starttls"))
 			l->tls = TLS_MODE_STARTTLS;
 		else
-			config_error(c, p->lineno, "tls: expected implicit or starttls, not \"%s\"", v);
+			config_error(c, p->lineno, "tls: expected implicit or starttls, not \"%s\"",
+			             v);
 	} else if (!strcmp(name, "security_level")) {
 		l->security_level_line = p->lineno;
 		if (!strcasecmp(v, "may"))
@@ -272,8 +276,8 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 		else if (!strcasecmp(v, "encrypt"))
 			l->security_level = PROTO_LEVEL_ENCRYPT;
 		else
-			config_error(c, p->lineno, "security_level: expected may or encrypt, not \"%s\"",
-				     v);
+			config_error(c, p->lineno,
+			             "security_level: expected may or encrypt, not \"%s\"", v);
 	} else if (!strcmp(name, "hostname")) {
 		set_str(p, &l->hostname, NULL, v, 0);
 		if (strpbrk(v, " \t\r\n") != NULL || *v == '\0')
@@ -286,7 +290,8 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 	} else if (!strcmp(name, "capabilities_refresh")) {
 		if (config_parse_duration(v, &l->capabilities_refresh) != 0 ||
 		    l->capabilities_refresh < 1)
-			config_error(c, p->lineno, "capabilities_refresh: bad duration \"%s\" (>= 1s)", v);
+			config_error(c, p->lineno,
+			             "capabilities_refresh: bad duration \"%s\" (>= 1s)", v);
 	} else if (!strcmp(name, "dialogue_timeout")) {
 		if (config_parse_duration(v, &l->dialogue_timeout) != 0 || l->dialogue_timeout <= 0)
 			config_error(c, p->lineno, "dialogue_timeout: bad duration \"%s\"", v);
@@ -307,10 +312,11 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 		else if (!strcasecmp(v, "TLSv1.3"))
 			l->min_version = 0x0304;
 		else
-			config_error(c, p->lineno,
-				     "min_version: expected TLSv1.2 or TLSv1.3 (older versions are never "
-				     "allowed), not \"%s\"",
-				     v);
+			config_error(
+			    c, p->lineno,
+			    "min_version: expected TLSv1.2 or TLSv1.3 (older versions are never "
+			    "allowed), not \"%s\"",
+			    v);
 	} else if (!strcmp(name, "ciphers")) {
 		set_str(p, &l->ciphers, &l->ciphers_line, v, ':');
 	} else if (!strcmp(name, "ciphersuites")) {
@@ -318,7 +324,8 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 	} else if (!strcmp(name, "groups")) {
 		set_str(p, &l->groups, &l->groups_line, v, ':');
 	} else if (!strcmp(name, "handshake_timeout")) {
-		if (config_parse_duration(v, &l->handshake_timeout) != 0 || l->handshake_timeout <= 0)
+		if (config_parse_duration(v, &l->handshake_timeout) != 0 ||
+		    l->handshake_timeout <= 0)
 			config_error(c, p->lineno, "handshake_timeout: bad duration \"%s\"", v);
 	} else if (!strcmp(name, "idle_timeout")) {
 		if (config_parse_duration(v, &l->idle_timeout) != 0 || l->idle_timeout <= 0)
@@ -345,9 +352,10 @@ begin_section(struct parse_ctx *p, const char *sect)
 		return;
 	}
 	if (sp == NULL || *name == '\0' || strlen(name) >= CONFIG_NAME_MAX || strchr(name, ' ')) {
-		config_error(c, p->lineno,
-			     "unknown section [%s]: expected [global], [listener NAME] or [backend NAME]",
-			     sect);
+		config_error(
+		    c, p->lineno,
+		    "unknown section [%s]: expected [global], [listener NAME] or [backend NAME]",
+		    sect);
 		return;
 	}
 	if (kl == 8 && !strncmp(sect, "listener", kl)) {
@@ -389,9 +397,10 @@ begin_section(struct parse_ctx *p, const char *sect)
 		p->cur = b;
 		p->cur_kind = 2;
 	} else {
-		config_error(c, p->lineno,
-			     "unknown section [%s]: expected [global], [listener NAME] or [backend NAME]",
-			     sect);
+		config_error(
+		    c, p->lineno,
+		    "unknown section [%s]: expected [global], [listener NAME] or [backend NAME]",
+		    sect);
 	}
 }
 
@@ -453,9 +462,10 @@ reader(char *str, int num, void *stream)
 
 	copy = len;
 	if (copy > (size_t)num - 1) {
-		config_error(p->c, p->lineno,
-			     "line longer than %d characters: continue long lists on indented lines",
-			     num - 2);
+		config_error(
+		    p->c, p->lineno,
+		    "line longer than %d characters: continue long lists on indented lines",
+		    num - 2);
 		copy = 0; /* hand inih an empty line instead of a split one */
 	}
 	memcpy(str, s, copy);
@@ -465,8 +475,8 @@ reader(char *str, int num, void *stream)
 	while (*t == ' ' || *t == '\t')
 		t++;
 	size_t tl = strlen(t);
-	while (tl > 0 && (t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == ' ' ||
-			  t[tl - 1] == '\t'))
+	while (tl > 0 &&
+	       (t[tl - 1] == '\n' || t[tl - 1] == '\r' || t[tl - 1] == ' ' || t[tl - 1] == '\t'))
 		tl--;
 	if (tl == 0 || *t == ';' || *t == '#')
 		return str;
@@ -500,7 +510,7 @@ reader(char *str, int num, void *stream)
 	}
 	if (memchr(t, '=', tl) == NULL && memchr(t, ':', tl) == NULL) {
 		config_error(p->c, p->lineno,
-			     "syntax error: expected [section], key = value or a comment");
+		             "syntax error: expected [section], key = value or a comment");
 		str[0] = '\0';
 	}
 	return str;
@@ -518,16 +528,18 @@ validate(struct config *c)
 		char *copy = strdup(b->address), *save = NULL;
 		if (copy == NULL)
 			continue;
-		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		for (char *tok = strtok_r(copy, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
 			int n = 0;
 			if (b->naddrs >= CONFIG_MAX_ADDRS) {
 				config_error(c, b->address_line, "address: at most %d addresses",
-					     CONFIG_MAX_ADDRS);
+				             CONFIG_MAX_ADDRS);
 				break;
 			}
 			if (config_parse_addr(tok, 0, &b->addrs[b->naddrs], 1, &n) != 0)
 				config_error(c, b->address_line,
-					     "address: \"%s\" is not HOST:PORT or does not resolve", tok);
+				             "address: \"%s\" is not HOST:PORT or does not resolve",
+				             tok);
 			else
 				b->naddrs++;
 		}
@@ -550,13 +562,14 @@ validate(struct config *c)
 					l->backend = b;
 			if (l->backend == NULL)
 				config_error(c, l->backend_line, "backend: no [backend %s] section",
-					     l->backend_name);
+				             l->backend_name);
 		}
 		if (l->idle_timeout < 0 && l->proto != NULL)
 			l->idle_timeout = l->proto->default_idle_timeout;
 		if (l->tls == TLS_MODE_IMPLICIT && l->security_level_line)
 			config_error(c, l->security_level_line,
-				     "security_level: only for tls = starttls (implicit TLS is always encrypted)");
+			             "security_level: only for tls = starttls (implicit TLS is "
+			             "always encrypted)");
 		if (l->hostname == NULL) {
 			char host[256] = "localhost";
 			gethostname(host, sizeof(host) - 1);
@@ -576,7 +589,8 @@ validate(struct config *c)
 				if (n == 0)
 					continue;
 				if (memchr(t, '\r', n) || memchr(t, '\n', n)) {
-					config_error(c, l->capabilities_line, "capabilities: control characters");
+					config_error(c, l->capabilities_line,
+					             "capabilities: control characters");
 					continue;
 				}
 				memcpy(o, t, n);
@@ -592,8 +606,9 @@ validate(struct config *c)
 		for (struct cfg_listener *o = c->listeners; o != l; o = o->next)
 			if (o->listen.len && o->listen.len == l->listen.len &&
 			    !memcmp(&o->listen.ss, &l->listen.ss, l->listen.len))
-				config_error(c, l->line, "[listener %s]: same listen address as [listener %s]",
-					     l->name, o->name);
+				config_error(c, l->line,
+				             "[listener %s]: same listen address as [listener %s]",
+				             l->name, o->name);
 	}
 }
 

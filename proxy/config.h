@@ -9,7 +9,7 @@
 #include "log.h"
 
 #define CONFIG_MAX_ADDRS 8
-#define CONFIG_NAME_MAX 64
+#define CONFIG_NAME_MAX  64
 
 struct protocol;
 
@@ -25,10 +25,10 @@ struct sockaddr_any {
 
 struct cfg_backend {
 	char name[CONFIG_NAME_MAX];
-	int line;                              /* of the section header */
+	int line; /* of the section header */
 	struct sockaddr_any addrs[CONFIG_MAX_ADDRS];
 	int naddrs;
-	char *address;                         /* as written, for logs */
+	char *address; /* as written, for logs */
 	int address_line;
 	double connect_timeout;
 	struct cfg_backend *next;
@@ -44,29 +44,29 @@ struct cfg_listener {
 	char *listen_str;
 	char *backend_name;
 	int backend_line;
-	struct cfg_backend *backend;           /* resolved after parsing */
-	char *cert;                            /* chain, leaf first; may hold the key too */
+	struct cfg_backend *backend; /* resolved after parsing */
+	char *cert;                  /* chain, leaf first; may hold the key too */
 	int cert_line;
-	char *key;                             /* NULL: the key is in the cert file */
+	char *key; /* NULL: the key is in the cert file */
 	int key_line;
-	int min_version;                       /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3 */
-	char *ciphers;                         /* TLS 1.2, OpenSSL names, ':'-separated */
+	int min_version; /* 0x0303 = TLS 1.2, 0x0304 = TLS 1.3 */
+	char *ciphers;   /* TLS 1.2, OpenSSL names, ':'-separated */
 	int ciphers_line;
-	char *ciphersuites;                    /* TLS 1.3 */
+	char *ciphersuites; /* TLS 1.3 */
 	int ciphersuites_line;
 	char *groups;
 	int groups_line;
 	double handshake_timeout;
-	double idle_timeout;                   /* < 0: the protocol's default */
+	double idle_timeout; /* < 0: the protocol's default */
 	/* STARTTLS listeners */
-	int security_level;                    /* enum proto_level: may / encrypt */
+	int security_level; /* enum proto_level: may / encrypt */
 	int security_level_line;
-	char *hostname;                        /* greeting and EHLO name */
-	char *greeting;                        /* text after the host name in the greeting */
-	char *capabilities;                    /* static override, '\n'-separated */
+	char *hostname;     /* greeting and EHLO name */
+	char *greeting;     /* text after the host name in the greeting */
+	char *capabilities; /* static override, '\n'-separated */
 	int capabilities_line;
-	double capabilities_refresh;           /* probe period */
-	double dialogue_timeout;               /* pre-TLS idle */
+	double capabilities_refresh; /* probe period */
+	double dialogue_timeout;     /* pre-TLS idle */
 	struct cfg_listener *next;
 };
 
@@ -91,7 +91,7 @@ struct config *config_parse_string(const char *text, const char *path);
 struct config *config_load(const char *path);
 void config_free(struct config *c);
 void config_error(struct config *c, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Helpers exposed for tests and other modules. */
 int config_parse_duration(const char *s, double *out);

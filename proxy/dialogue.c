@@ -126,8 +126,8 @@ dialogue_step(struct dialogue *d, int fd)
 		switch (buffer_getline(&d->in, d->proto->max_line, &line, &len)) {
 		case BUFFER_LINE_FOUND:
 			d->commands++;
-			d->pending = d->proto->client_line(d->state, d->cfg, (const char *)line, len,
-							   &d->out);
+			d->pending = d->proto->client_line(d->state, d->cfg, (const char *)line,
+			                                   len, &d->out);
 			remember_reply(d);
 			if (log_get_level() <= LOG_LVL_DEBUG) {
 				char l[128];
@@ -142,7 +142,8 @@ dialogue_step(struct dialogue *d, int fd)
 			break;
 		case BUFFER_LINE_TOO_LONG:
 			d->out.len = 0;
-			proto_out_add(&d->out, d->proto->too_long_reply, strlen(d->proto->too_long_reply));
+			proto_out_add(&d->out, d->proto->too_long_reply,
+			              strlen(d->proto->too_long_reply));
 			remember_reply(d);
 			d->pending = PROTO_CLOSE;
 			break;

@@ -26,8 +26,8 @@ struct dialogue {
 	struct buffer in;
 	size_t out_off;
 	enum proto_action pending;
-	size_t discarded;   /* bytes thrown away at STARTTLS (injection attempts) */
-	unsigned commands;  /* lines handled */
+	size_t discarded;  /* bytes thrown away at STARTTLS (injection attempts) */
+	unsigned commands; /* lines handled */
 	int err;
 	struct proto_out out;
 	char last_reply[80]; /* first line of the last reply, for the log */
@@ -35,7 +35,7 @@ struct dialogue {
 };
 
 struct dialogue *dialogue_new(const struct protocol *proto, const struct proto_config *cfg,
-			      void *state);
+                              void *state);
 void dialogue_free(struct dialogue *d);
 /* Queue the greeting (call once, first). */
 void dialogue_greet(struct dialogue *d);

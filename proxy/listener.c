@@ -30,7 +30,7 @@ listener_open(struct listener *l, char *err, size_t errlen)
 	if (bind(fd, (const struct sockaddr *)&c->listen.ss, c->listen.len) != 0 ||
 	    listen(fd, 1024) != 0) {
 		snprintf(err, errlen, "[listener %s]: cannot listen on %s: %s", c->name,
-			 config_addr_str(&c->listen, addr, sizeof(addr)), strerror(errno));
+		         config_addr_str(&c->listen, addr, sizeof(addr)), strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -57,14 +57,16 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct sockaddr_any peer;
 		peer.len = sizeof(peer.ss);
 		int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: back off instead of spinning on the ready socket. */
-				log_error("[listener %s]: accept: %s: pausing accepts", l->svc.cfg->name,
-					  strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: back off instead of spinning on the ready
+				 * socket. */
+				log_error("[listener %s]: accept: %s: pausing accepts",
+				          l->svc.cfg->name, strerror(errno));
 				ev_io_stop(loop, w);
 				ev_timer_set(&l->pause_w, ACCEPT_PAUSE, 0.0);
 				ev_timer_start(loop, &l->pause_w);
@@ -74,8 +76,9 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (l->svc.stats->active >= l->max_connections) {
 			char host[64];
 			unsigned port = config_addr_split(&peer, host, sizeof(host));
-			log_warn("[listener %s]: refusing unknown[%s]:%u: max_connections (%d) reached",
-				 l->svc.cfg->name, host, port, l->max_connections);
+			log_warn(
+			    "[listener %s]: refusing unknown[%s]:%u: max_connections (%d) reached",
+			    l->svc.cfg->name, host, port, l->max_connections);
 			close(fd);
 			continue;
 		}

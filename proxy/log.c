@@ -63,7 +63,7 @@ log_msg(enum log_level level, const char *fmt, ...)
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf per line so concurrent workers do not interleave within a line. */
 	fprintf(stderr, "%s.%03ldZ mailedge[%ld]: %s: %s\n", stamp, ts.tv_nsec / 1000000L,
-		(long)getpid(), level_names[level], msg);
+	        (long)getpid(), level_names[level], msg);
 	if (to_syslog)
 		syslog(prio[level], "%s: %s", level_names[level], msg);
 }

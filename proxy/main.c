@@ -40,9 +40,9 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: mailedge [-c FILE] [-t] [-V]\n"
-		   "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-		   "  -t       check the configuration (certificates and keys included) and exit\n"
-		   "  -V       print version and TLS library information and exit\n");
+	           "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+	           "  -t       check the configuration (certificates and keys included) and exit\n"
+	           "  -V       print version and TLS library information and exit\n");
 }
 
 static void
@@ -134,7 +134,7 @@ shutdown_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct server *srv = w->data;
 	(void)revents;
 	log_warn("shutdown: %d sessions still open after %.0fs; closing them", srv->stats.active,
-		 srv->cfg->shutdown_timeout);
+	         srv->cfg->shutdown_timeout);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -151,7 +151,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	srv->stopping = 1;
 	log_info("received %s: no longer accepting; draining %d sessions (at most %.0fs)",
-		 strsignal(w->signum), srv->stats.active, srv->cfg->shutdown_timeout);
+	         strsignal(w->signum), srv->stats.active, srv->cfg->shutdown_timeout);
 	for (struct listener *l = srv->listeners; l; l = l->next)
 		listener_stop(l);
 	for (int i = 0; i < srv->nprobes; i++)
@@ -225,7 +225,7 @@ main(int argc, char **argv)
 	srv.listeners = build_listeners(srv.cfg, srv.loop, &srv.stats);
 	if (print_errors(srv.cfg) != 0) {
 		fprintf(stderr, "mailedge: %s: %zu problem%s found\n", path, srv.cfg->nerrors,
-			srv.cfg->nerrors == 1 ? "" : "s");
+		        srv.cfg->nerrors == 1 ? "" : "s");
 		goto out;
 	}
 	if (check) {
@@ -257,11 +257,11 @@ main(int argc, char **argv)
 		char addr[80];
 		listener_start(l);
 		log_info("[listener %s]: %s %s on %s -> [backend %s] %s", cl->name, cl->proto->name,
-			 cl->tls == TLS_MODE_IMPLICIT ? "implicit TLS"
-			 : cl->security_level == PROTO_LEVEL_MAY ? "STARTTLS (may)"
-								  : "STARTTLS (encrypt)",
-			 config_addr_str(&cl->listen, addr, sizeof(addr)), cl->backend->name,
-			 cl->backend->address);
+		         cl->tls == TLS_MODE_IMPLICIT            ? "implicit TLS"
+		         : cl->security_level == PROTO_LEVEL_MAY ? "STARTTLS (may)"
+		                                                 : "STARTTLS (encrypt)",
+		         config_addr_str(&cl->listen, addr, sizeof(addr)), cl->backend->name,
+		         cl->backend->address);
 		if (cl->tls == TLS_MODE_STARTTLS && cl->capabilities == NULL &&
 		    srv.nprobes < (int)(sizeof(srv.probes) / sizeof(srv.probes[0])))
 			srv.probes[srv.nprobes++] = probe_start(&l->svc);
@@ -270,12 +270,12 @@ main(int argc, char **argv)
 	log_info("mailedge %s started (%s)", MAILEDGE_VERSION, info);
 	ev_run(srv.loop, 0);
 	log_info("mailedge stopped: %llu sessions served, %llu TLS handshakes, %llu failed, "
-		 "%llu STARTTLS, %llu plaintext, %llu with bytes discarded after STARTTLS",
-		 (unsigned long long)srv.stats.accepted, (unsigned long long)srv.stats.handshakes,
-		 (unsigned long long)srv.stats.handshake_failures,
-		 (unsigned long long)srv.stats.starttls,
-		 (unsigned long long)srv.stats.plaintext_sessions,
-		 (unsigned long long)srv.stats.starttls_discarded);
+	         "%llu STARTTLS, %llu plaintext, %llu with bytes discarded after STARTTLS",
+	         (unsigned long long)srv.stats.accepted, (unsigned long long)srv.stats.handshakes,
+	         (unsigned long long)srv.stats.handshake_failures,
+	         (unsigned long long)srv.stats.starttls,
+	         (unsigned long long)srv.stats.plaintext_sessions,
+	         (unsigned long long)srv.stats.starttls_discarded);
 	srv.stats.on_session_closed = NULL;
 	session_close_all("shutdown");
 	for (int i = 0; i < srv.nprobes; i++)

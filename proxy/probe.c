@@ -9,20 +9,20 @@
 #include "buffer.h"
 #include "log.h"
 
-#define PROBE_TIMEOUT 10.0
-#define PROBE_RETRY 30.0
+#define PROBE_TIMEOUT  10.0
+#define PROBE_RETRY    30.0
 #define PROBE_CAPS_MAX 2048
-#define PROBE_IN_MAX 4096
+#define PROBE_IN_MAX   4096
 
 struct probe {
 	struct service *svc;
 	int fd;
 	int addr_idx;
 	ev_io io;
-	ev_timer timer;   /* timeout while running, next refresh while idle */
+	ev_timer timer; /* timeout while running, next refresh while idle */
 	struct buffer in;
 	size_t out_off;
-	int done;         /* PROTO_P_DONE seen: QUIT is being written */
+	int done; /* PROTO_P_DONE seen: QUIT is being written */
 	struct proto_out out;
 	char caps[PROBE_CAPS_MAX];
 	char learned[PROBE_CAPS_MAX]; /* what svc->pcfg.caps points at */
@@ -66,13 +66,13 @@ probe_end(struct probe *p, int ok, const char *why)
 			}
 			shown[o] = '\0';
 			log_info("[listener %s]: backend [backend %s] capabilities: %s", c->name,
-				 c->backend->name, shown);
+			         c->backend->name, shown);
 		}
 		ev_timer_set(&p->timer, c->capabilities_refresh, 0.0);
 	} else {
 		log_warn("[listener %s]: capability probe of [backend %s] failed: %s; %s", c->name,
-			 c->backend->name, why,
-			 p->svc->pcfg.caps ? "keeping the last list" : "offering the default list");
+		         c->backend->name, why,
+		         p->svc->pcfg.caps ? "keeping the last list" : "offering the default list");
 		ev_timer_set(&p->timer, PROBE_RETRY, 0.0);
 	}
 	ev_timer_start(loop, &p->timer);
@@ -108,9 +108,9 @@ probe_io(struct probe *p)
 		}
 		switch (buffer_getline(&p->in, sizeof(p->inbuf), &line, &len)) {
 		case BUFFER_LINE_FOUND: {
-			enum proto_probe r = proto->probe_line(p->pstate, &p->svc->pcfg,
-							       (const char *)line, len, &p->out,
-							       p->caps, sizeof(p->caps));
+			enum proto_probe r =
+			    proto->probe_line(p->pstate, &p->svc->pcfg, (const char *)line, len,
+			                      &p->out, p->caps, sizeof(p->caps));
 			buffer_consume(&p->in, len);
 			if (r == PROTO_P_FAIL) {
 				probe_end(p, 0, "unexpected reply");
@@ -191,7 +191,8 @@ probe_begin(struct probe *p)
 	p->caps[0] = '\0';
 	proto->probe_init(p->pstate, &p->svc->pcfg);
 	while (p->addr_idx < b->naddrs) {
-		enum backend_connect r = backend_connect_start(&b->addrs[p->addr_idx++], &p->fd, &err);
+		enum backend_connect r =
+		    backend_connect_start(&b->addrs[p->addr_idx++], &p->fd, &err);
 		if (r == BACKEND_FAILED)
 			continue;
 		ev_timer_stop(p->svc->loop, &p->timer);

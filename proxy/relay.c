@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 /* Bound on syscalls per step so one busy session cannot starve the loop. */
-#define RELAY_MAX_ROUNDS 16
+#define RELAY_MAX_ROUNDS     16
 #define RELAY_FILTER_RESERVE 256
 
 static enum io_result
@@ -51,7 +51,7 @@ const struct endpoint_ops plain_endpoint_ops = {plain_recv, plain_send};
 
 void
 relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
-	       void *src, const struct endpoint_ops *dst_ops, void *dst)
+               void *src, const struct endpoint_ops *dst_ops, void *dst)
 {
 	buffer_init(&d->buf, mem, cap);
 	d->src_ops = src_ops;
@@ -155,7 +155,7 @@ relay_step(struct relay_dir *d)
 				return RELAY_DONE;
 		} else if (d->src_wait == IO_OK && relay_room(d) > d->reserve) {
 			r = d->src_ops->recv(d->src, buffer_tail(&d->buf),
-					     relay_room(d) - d->reserve, &n, &d->err);
+			                     relay_room(d) - d->reserve, &n, &d->err);
 			if (r == IO_OK) {
 				buffer_produce(&d->buf, n);
 				progress = 1;

@@ -29,10 +29,10 @@ struct plain_endpoint {
 extern const struct endpoint_ops plain_endpoint_ops;
 
 enum relay_result {
-	RELAY_IDLE,     /* waiting: see src_wait / dst_wait */
-	RELAY_MORE,     /* stopped at the per-step bound with work left: run again soon */
-	RELAY_DONE,     /* src reached EOF and everything was delivered to dst */
-	RELAY_ERROR,    /* error on src or dst; see err, failed_side */
+	RELAY_IDLE,  /* waiting: see src_wait / dst_wait */
+	RELAY_MORE,  /* stopped at the per-step bound with work left: run again soon */
+	RELAY_DONE,  /* src reached EOF and everything was delivered to dst */
+	RELAY_ERROR, /* error on src or dst; see err, failed_side */
 };
 
 /* Optional stream filter (see protocol.h, proto_filter_fn): examines bytes not yet
@@ -41,10 +41,10 @@ typedef size_t (*relay_filter_fn)(void *ctx, char *buf, size_t *len, size_t cap,
 
 struct relay_dir {
 	struct buffer buf;
-	relay_filter_fn filter;  /* NULL: every byte is final at once */
+	relay_filter_fn filter; /* NULL: every byte is final at once */
 	void *filter_ctx;
-	size_t final;            /* leading bytes of buf examined and ready to send */
-	size_t reserve;          /* room kept free on reads, for what a filter inserts */
+	size_t final;   /* leading bytes of buf examined and ready to send */
+	size_t reserve; /* room kept free on reads, for what a filter inserts */
 	const struct endpoint_ops *src_ops, *dst_ops;
 	void *src, *dst;
 	enum io_result src_wait; /* IO_OK: not waiting; else the readiness src needs */
@@ -52,11 +52,11 @@ struct relay_dir {
 	unsigned src_eof : 1;
 	unsigned failed_dst : 1; /* on RELAY_ERROR: 1 if dst failed, 0 if src */
 	int err;
-	uint64_t bytes;          /* delivered to dst */
+	uint64_t bytes; /* delivered to dst */
 };
 
 void relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
-		    void *src, const struct endpoint_ops *dst_ops, void *dst);
+                    void *src, const struct endpoint_ops *dst_ops, void *dst);
 void relay_dir_set_filter(struct relay_dir *d, relay_filter_fn f, void *ctx);
 /* Move as much as possible without blocking (bounded number of syscalls). */
 enum relay_result relay_step(struct relay_dir *d);

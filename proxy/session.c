@@ -19,23 +19,22 @@
 
 /* One TLS record of plaintext: a wolfSSL_read never needs more, and wolfSSL_write is
  * called with at most this much so each call is one record. */
-#define RELAY_BUF_SIZE 16384
+#define RELAY_BUF_SIZE   16384
 #define TEMPFAIL_TIMEOUT 5.0
 
 enum session_state {
-	S_DIALOGUE,         /* STARTTLS listeners: greeting and commands answered by us */
+	S_DIALOGUE, /* STARTTLS listeners: greeting and commands answered by us */
 	S_HANDSHAKE,
 	S_CONNECTING,
 	S_BACKEND_DIALOGUE, /* swallow the backend greeting, replay for plaintext `may` */
 	S_RELAY,
-	S_DRAINING,         /* client finished sending; backend -> client still flowing */
-	S_TEMPFAIL,         /* writing the protocol's temporary-failure reply */
+	S_DRAINING, /* client finished sending; backend -> client still flowing */
+	S_TEMPFAIL, /* writing the protocol's temporary-failure reply */
 	S_CLOSED,
 };
 
-static const char *const state_names[] = {"DIALOGUE", "HANDSHAKE", "CONNECTING",
-					  "BACKEND_DIALOGUE", "RELAY", "DRAINING",
-					  "TEMPFAIL", "CLOSED"};
+static const char *const state_names[] = {"DIALOGUE", "HANDSHAKE", "CONNECTING", "BACKEND_DIALOGUE",
+                                          "RELAY",    "DRAINING",  "TEMPFAIL",   "CLOSED"};
 
 struct tls_endpoint {
 	WOLFSSL *ssl;
@@ -58,12 +57,12 @@ struct session {
 	ev_tstamp started, last_activity;
 	struct tls_endpoint tls;
 	struct plain_endpoint backend;
-	struct plain_endpoint client_plain;  /* plaintext `may` sessions */
-	const struct endpoint_ops *cops;     /* the client endpoint once relaying: TLS or plain */
+	struct plain_endpoint client_plain; /* plaintext `may` sessions */
+	const struct endpoint_ops *cops;    /* the client endpoint once relaying: TLS or plain */
 	void *cep;
 	struct relay_block *relay;
-	struct dialogue *dlg;                /* pre-TLS only */
-	struct backend_dlg *bdlg;            /* backend dialogue only */
+	struct dialogue *dlg;     /* pre-TLS only */
+	struct backend_dlg *bdlg; /* backend dialogue only */
 	int backend_idx;
 	size_t tempfail_off;
 	unsigned tls_up : 1;
@@ -72,7 +71,7 @@ struct session {
 	unsigned backend_shut : 1;
 	unsigned queued : 1;
 	struct session *runq_next;
-	struct session *prev, *next; /* all sessions, for shutdown */
+	struct session *prev, *next;      /* all sessions, for shutdown */
 	char peer[INET6_ADDRSTRLEN + 16]; /* "unknown[ip]:port", the Postfix form */
 	/* Protocol state (proto->state_size bytes), for the whole session. */
 	_Alignas(max_align_t) unsigned char pstate[];
@@ -196,7 +195,7 @@ static void
 session_enter(struct session *s, enum session_state to)
 {
 	log_debug("%s#%llu: %s -> %s", s->svc->cfg->name, (unsigned long long)s->id,
-		  state_names[s->state], state_names[to]);
+	          state_names[s->state], state_names[to]);
 	s->state = to;
 }
 
@@ -260,9 +259,9 @@ session_close(struct session *s, const char *reason)
 		out = s->relay->b2c.bytes;
 	}
 	log_info("%s#%llu: disconnect from %s reason=%s tls=%s in=%llu out=%llu duration=%.3fs",
-		 s->svc->cfg->name, (unsigned long long)s->id, s->peer, reason,
-		 s->tls_done ? "yes" : "no", (unsigned long long)in, (unsigned long long)out,
-		 ev_now(loop) - s->started);
+	         s->svc->cfg->name, (unsigned long long)s->id, s->peer, reason,
+	         s->tls_done ? "yes" : "no", (unsigned long long)in, (unsigned long long)out,
+	         ev_now(loop) - s->started);
 	dialogue_free(s->dlg);
 	free(s->bdlg);
 	if (s->tls.ssl != NULL)
@@ -295,8 +294,8 @@ tempfail_step(struct session *s)
 	int err = 0;
 
 	while (s->tempfail_off < len) {
-		enum io_result r = s->cops->send(s->cep, msg + s->tempfail_off, len - s->tempfail_off,
-						 &n, &err);
+		enum io_result r =
+		    s->cops->send(s->cep, msg + s->tempfail_off, len - s->tempfail_off, &n, &err);
 		if (r == IO_OK) {
 			s->tempfail_off += n;
 		} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
@@ -316,7 +315,7 @@ backend_unavailable(struct session *s)
 {
 	s->svc->stats->backend_failures++;
 	log_warn("%s#%llu: no backend of [backend %s] usable for %s: sending temporary failure",
-		 s->svc->cfg->name, (unsigned long long)s->id, s->svc->cfg->backend->name, s->peer);
+	         s->svc->cfg->name, (unsigned long long)s->id, s->svc->cfg->backend->name, s->peer);
 	if (s->bfd >= 0) {
 		ev_io_stop(s->svc->loop, &s->bio);
 		close(s->bfd);
@@ -356,9 +355,9 @@ relay_alloc(struct session *s)
 	s->relay = rb;
 	s->backend.fd = s->bfd;
 	relay_dir_init(&rb->c2b, rb->mem[0], RELAY_BUF_SIZE, s->cops, s->cep, &plain_endpoint_ops,
-		       &s->backend);
+	               &s->backend);
 	relay_dir_init(&rb->b2c, rb->mem[1], RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend,
-		       s->cops, s->cep);
+	               s->cops, s->cep);
 	if (p->client_filter != NULL)
 		relay_dir_set_filter(&rb->c2b, filter_c2b, s);
 	if (p->backend_filter != NULL)
@@ -394,14 +393,14 @@ relay_failure(struct session *s, const struct relay_dir *d)
 	if (client_side) {
 		if (s->plaintext)
 			log_info("%s#%llu: client error from %s: %s", s->svc->cfg->name,
-				 (unsigned long long)s->id, s->peer, strerror(d->err));
+			         (unsigned long long)s->id, s->peer, strerror(d->err));
 		else
 			log_info("%s#%llu: TLS error from %s: %s", s->svc->cfg->name,
-				 (unsigned long long)s->id, s->peer, tls_error_reason(d->err));
+			         (unsigned long long)s->id, s->peer, tls_error_reason(d->err));
 		return "client-error";
 	}
 	log_info("%s#%llu: backend error for %s: %s", s->svc->cfg->name, (unsigned long long)s->id,
-		 s->peer, strerror(d->err));
+	         s->peer, strerror(d->err));
 	return "backend-error";
 }
 
@@ -434,7 +433,8 @@ relay_run(struct session *s)
 				return;
 			}
 			if (r == RELAY_DONE) {
-				/* Client is done sending: pass the half-close on, keep draining replies. */
+				/* Client is done sending: pass the half-close on, keep draining
+				 * replies. */
 				shutdown(s->bfd, SHUT_WR);
 				s->backend_shut = 1;
 				session_enter(s, S_DRAINING);
@@ -456,8 +456,8 @@ relay_run(struct session *s)
 			break;
 	}
 
-	int cev = io_events(rb->b2c.dst_wait), bev = io_events(rb->b2c.src_eof ? IO_OK
-									      : rb->b2c.src_wait);
+	int cev = io_events(rb->b2c.dst_wait),
+	    bev = io_events(rb->b2c.src_eof ? IO_OK : rb->b2c.src_wait);
 	if (!s->backend_shut) {
 		cev |= io_events(rb->c2b.src_eof ? IO_OK : rb->c2b.src_wait);
 		bev |= io_events(rb->c2b.dst_wait);
@@ -503,12 +503,12 @@ backend_dialogue_run(struct session *s)
 		break;
 	case BDLG_REFUSED:
 		log_warn("%s#%llu: backend refused the session for %s: \"%s\"", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer, s->bdlg->why);
+		         (unsigned long long)s->id, s->peer, s->bdlg->why);
 		backend_unavailable(s);
 		break;
 	case BDLG_BROKEN:
 		log_warn("%s#%llu: backend dialogue failed for %s: %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer, strerror(s->bdlg->err));
+		         (unsigned long long)s->id, s->peer, strerror(s->bdlg->err));
 		backend_unavailable(s);
 		break;
 	}
@@ -562,7 +562,8 @@ connect_next(struct session *s)
 			return;
 		}
 		log_warn("%s#%llu: backend %s: connect: %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, config_addr_str(a, addr, sizeof(addr)), strerror(err));
+		         (unsigned long long)s->id, config_addr_str(a, addr, sizeof(addr)),
+		         strerror(err));
 	}
 	backend_unavailable(s);
 }
@@ -574,7 +575,7 @@ connect_failed(struct session *s, const char *why)
 	char addr[INET6_ADDRSTRLEN + 16];
 
 	log_warn("%s#%llu: backend %s: connect: %s", s->svc->cfg->name, (unsigned long long)s->id,
-		 config_addr_str(&b->addrs[s->backend_idx - 1], addr, sizeof(addr)), why);
+	         config_addr_str(&b->addrs[s->backend_idx - 1], addr, sizeof(addr)), why);
 	ev_io_stop(s->svc->loop, &s->bio);
 	close(s->bfd);
 	s->bfd = -1;
@@ -623,7 +624,7 @@ handshake_step(struct session *s)
 		s->svc->stats->handshake_failures++;
 		tls_failure_reason(s->tls.ssl, err, desc, sizeof(desc));
 		log_info("%s#%llu: SSL_accept error from %s: %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer, desc);
+		         (unsigned long long)s->id, s->peer, desc);
 		session_close(s, "handshake-failed");
 		return;
 	}
@@ -634,7 +635,7 @@ handshake_step(struct session *s)
 	s->svc->stats->handshakes++;
 	tls_describe(s->tls.ssl, desc, sizeof(desc));
 	log_info("%s#%llu: TLS connection established from %s: %s", s->svc->cfg->name,
-		 (unsigned long long)s->id, s->peer, desc);
+	         (unsigned long long)s->id, s->peer, desc);
 	start_connecting(s);
 }
 
@@ -669,12 +670,14 @@ dialogue_run(struct session *s)
 	case DLG_STARTTLS:
 		s->svc->stats->starttls++;
 		if (d->discarded > 0) {
-			/* The STARTTLS injection class (CVE-2011-0411): never executed, never forwarded. */
+			/* The STARTTLS injection class (CVE-2011-0411): never executed, never
+			 * forwarded. */
 			s->svc->stats->starttls_discarded++;
 			s->svc->stats->starttls_discarded_bytes += d->discarded;
-			log_warn("%s#%llu: discarded %zu bytes sent by %s after STARTTLS, before TLS "
-				 "(possible command injection)",
-				 c->name, (unsigned long long)s->id, d->discarded, s->peer);
+			log_warn(
+			    "%s#%llu: discarded %zu bytes sent by %s after STARTTLS, before TLS "
+			    "(possible command injection)",
+			    c->name, (unsigned long long)s->id, d->discarded, s->peer);
 		}
 		dialogue_free(d);
 		s->dlg = NULL;
@@ -688,13 +691,13 @@ dialogue_run(struct session *s)
 		s->cep = &s->client_plain;
 		s->svc->stats->plaintext_sessions++;
 		log_info("%s#%llu: client %s continues without STARTTLS: relaying in plaintext "
-			 "(security_level = may)",
-			 c->name, (unsigned long long)s->id, s->peer);
+		         "(security_level = may)",
+		         c->name, (unsigned long long)s->id, s->peer);
 		start_connecting(s);
 		break;
 	case DLG_CLOSE:
 		log_info("%s#%llu: pre-TLS dialogue with %s ended: \"%s\"", c->name,
-			 (unsigned long long)s->id, s->peer, d->last_reply);
+		         (unsigned long long)s->id, s->peer, d->last_reply);
 		session_close(s, "dialogue-end");
 		break;
 	case DLG_EOF:
@@ -702,7 +705,7 @@ dialogue_run(struct session *s)
 		break;
 	case DLG_ERROR:
 		log_info("%s#%llu: client error from %s: %s", c->name, (unsigned long long)s->id,
-			 s->peer, strerror(d->err));
+		         s->peer, strerror(d->err));
 		session_close(s, "client-error");
 		break;
 	}
@@ -764,20 +767,20 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 
 	switch (s->state) {
-	case S_DIALOGUE:
-	{
+	case S_DIALOGUE: {
 		char reply[256];
-		snprintf(reply, sizeof(reply), s->svc->cfg->proto->timeout_reply, s->svc->pcfg.hostname);
+		snprintf(reply, sizeof(reply), s->svc->cfg->proto->timeout_reply,
+		         s->svc->pcfg.hostname);
 		dialogue_say_and_flush(s->dlg, s->cfd, reply);
 	}
 		log_info("%s#%llu: pre-TLS dialogue with %s timed out", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer);
+		         (unsigned long long)s->id, s->peer);
 		session_close(s, "dialogue-timeout");
 		break;
 	case S_HANDSHAKE:
 		s->svc->stats->handshake_failures++;
 		log_info("%s#%llu: SSL_accept error from %s: handshake timeout", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer);
+		         (unsigned long long)s->id, s->peer);
 		session_close(s, "handshake-timeout");
 		break;
 	case S_CONNECTING:
@@ -785,7 +788,7 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		break;
 	case S_BACKEND_DIALOGUE:
 		log_warn("%s#%llu: backend dialogue timed out for %s", s->svc->cfg->name,
-			 (unsigned long long)s->id, s->peer);
+		         (unsigned long long)s->id, s->peer);
 		backend_unavailable(s);
 		break;
 	case S_RELAY:

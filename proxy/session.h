@@ -29,9 +29,9 @@ struct service_stats {
 	uint64_t handshakes;
 	uint64_t handshake_failures;
 	uint64_t backend_failures;
-	uint64_t plaintext_sessions;     /* `may` clients that never used STARTTLS */
-	uint64_t starttls;               /* STARTTLS/STLS accepted */
-	uint64_t starttls_discarded;     /* sessions with bytes discarded after STARTTLS */
+	uint64_t plaintext_sessions; /* `may` clients that never used STARTTLS */
+	uint64_t starttls;           /* STARTTLS/STLS accepted */
+	uint64_t starttls_discarded; /* sessions with bytes discarded after STARTTLS */
 	uint64_t starttls_discarded_bytes;
 	/* Called when a session closes (e.g. to finish a graceful shutdown). */
 	void (*on_session_closed)(void *arg);

@@ -20,32 +20,35 @@
  * allowlist: anything else (NULL, anonymous, EXPORT, RC4, DES, 3DES, CBC, static RSA,
  * PSK) is refused whatever the configuration says. */
 static const char *const tls12_allowed[] = {
-	"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-	"ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-	"ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 };
-static const char tls12_default[] =
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char tls12_default[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 static const char *const tls13_allowed[] = {
-	"TLS_AES_128_GCM_SHA256",
-	"TLS_AES_256_GCM_SHA384",
-	"TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
 };
 static const char tls13_default[] =
-	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
 static const struct {
 	const char *name;
 	int id;
 } group_names[] = {
-	{"X25519", WOLFSSL_ECC_X25519},     {"P-256", WOLFSSL_ECC_SECP256R1},
-	{"prime256v1", WOLFSSL_ECC_SECP256R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
-	{"P-384", WOLFSSL_ECC_SECP384R1},   {"secp384r1", WOLFSSL_ECC_SECP384R1},
-	{"P-521", WOLFSSL_ECC_SECP521R1},   {"secp521r1", WOLFSSL_ECC_SECP521R1},
-	{"X448", WOLFSSL_ECC_X448},
+    {"X25519", WOLFSSL_ECC_X25519},
+    {"P-256", WOLFSSL_ECC_SECP256R1},
+    {"prime256v1", WOLFSSL_ECC_SECP256R1},
+    {"secp256r1", WOLFSSL_ECC_SECP256R1},
+    {"P-384", WOLFSSL_ECC_SECP384R1},
+    {"secp384r1", WOLFSSL_ECC_SECP384R1},
+    {"P-521", WOLFSSL_ECC_SECP521R1},
+    {"secp521r1", WOLFSSL_ECC_SECP521R1},
+    {"X448", WOLFSSL_ECC_X448},
 };
 static const char groups_default[] = "X25519:P-256:P-384";
 
@@ -61,9 +64,8 @@ tls_global_cleanup(void)
 	wolfSSL_Cleanup();
 }
 
-static void
-reportf(tls_report_fn report, void *arg, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static void reportf(tls_report_fn report, void *arg, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void
 reportf(tls_report_fn report, void *arg, int line, const char *fmt, ...)
 {
@@ -96,7 +98,7 @@ in_list(const char *name, const char *const *list, size_t n)
 /* Check every ':'-separated name against an allowlist; append the good ones to out. */
 static int
 check_suites(const char *list, const char *const *allowed, size_t nallowed, const char *key,
-	     int line, char *out, size_t outlen, tls_report_fn report, void *arg)
+             int line, char *out, size_t outlen, tls_report_fn report, void *arg)
 {
 	char *copy = strdup(list), *save = NULL;
 	int bad = 0, n = 0;
@@ -105,10 +107,11 @@ check_suites(const char *list, const char *const *allowed, size_t nallowed, cons
 		return -1;
 	for (char *t = strtok_r(copy, ": ,", &save); t; t = strtok_r(NULL, ": ,", &save)) {
 		if (!in_list(t, allowed, nallowed)) {
-			reportf(report, arg, line,
-				"%s: \"%s\" is not allowed: only ECDHE key exchange with AEAD ciphers "
-				"(AES-GCM, ChaCha20-Poly1305) are ever negotiated",
-				key, t);
+			reportf(
+			    report, arg, line,
+			    "%s: \"%s\" is not allowed: only ECDHE key exchange with AEAD ciphers "
+			    "(AES-GCM, ChaCha20-Poly1305) are ever negotiated",
+			    key, t);
 			bad++;
 			continue;
 		}
@@ -156,8 +159,10 @@ set_groups(WOLFSSL_CTX *ctx, const char *list, int line, tls_report_fn report, v
 			if (strcasecmp(t, group_names[i].name) == 0)
 				break;
 		if (i == sizeof(group_names) / sizeof(group_names[0])) {
-			reportf(report, arg, line,
-				"groups: unknown group \"%s\" (use X25519, P-256, P-384, P-521, X448)", t);
+			reportf(
+			    report, arg, line,
+			    "groups: unknown group \"%s\" (use X25519, P-256, P-384, P-521, X448)",
+			    t);
 			bad++;
 		} else if (n < (int)(sizeof(ids) / sizeof(ids[0]))) {
 			ids[n++] = group_names[i].id;
@@ -178,7 +183,7 @@ set_groups(WOLFSSL_CTX *ctx, const char *list, int line, tls_report_fn report, v
 	/* set_groups governs TLS 1.3 key shares; TLS 1.2 ECDHE curves need the curves list
 	 * too, or a TLS 1.2 client could get a curve the operator did not allow. */
 	if (ctx != NULL && (wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS ||
-			    wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS)) {
+	                    wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS)) {
 		reportf(report, arg, line, "groups: rejected by wolfSSL");
 		return -1;
 	}
@@ -219,7 +224,7 @@ read_file(const char *path, size_t *len, int *err)
 /* Split PEM text into certificate blocks and the (first) private-key block. */
 static void
 pem_split(const char *pem, size_t len, char *certs, size_t *certs_len, const char **key,
-	  size_t *key_len)
+          size_t *key_len)
 {
 	const char *p = pem, *end = pem + len;
 
@@ -266,8 +271,8 @@ check_key_mode(const char *path, int line, tls_report_fn report, void *arg)
 		return 0; /* reported when reading */
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		reportf(report, arg, line,
-			"private key %s is accessible by group or others (mode %03o): chmod 600 it",
-			path, (unsigned)(st.st_mode & 0777));
+		        "private key %s is accessible by group or others (mode %03o): chmod 600 it",
+		        path, (unsigned)(st.st_mode & 0777));
 		return -1;
 	}
 	return 0;
@@ -283,7 +288,8 @@ load_cert_and_key(WOLFSSL_CTX *ctx, const struct cfg_listener *l, tls_report_fn 
 
 	ctext = read_file(l->cert, &clen, &err);
 	if (ctext == NULL) {
-		reportf(report, arg, l->cert_line, "cert: cannot read %s: %s", l->cert, strerror(err));
+		reportf(report, arg, l->cert_line, "cert: cannot read %s: %s", l->cert,
+		        strerror(err));
 		return -1;
 	}
 	certs = malloc(clen + 64);
@@ -299,7 +305,8 @@ load_cert_and_key(WOLFSSL_CTX *ctx, const struct cfg_listener *l, tls_report_fn 
 			goto out;
 		ktext = read_file(l->key, &klen, &err);
 		if (ktext == NULL) {
-			reportf(report, arg, l->key_line, "key: cannot read %s: %s", l->key, strerror(err));
+			reportf(report, arg, l->key_line, "key: cannot read %s: %s", l->key,
+			        strerror(err));
 			goto out;
 		}
 		char *scratch = malloc(klen + 64);
@@ -314,30 +321,31 @@ load_cert_and_key(WOLFSSL_CTX *ctx, const struct cfg_listener *l, tls_report_fn 
 		}
 	} else if (key == NULL) {
 		reportf(report, arg, l->cert_line,
-			"cert: %s holds no private key and no \"key\" is set", l->cert);
+		        "cert: %s holds no private key and no \"key\" is set", l->cert);
 		goto out;
 	} else if (check_key_mode(l->cert, l->cert_line, report, arg) != 0) {
 		goto out;
 	}
 
 	/* Leaf first, then intermediates, as Postfix's smtpd_tls_chain_files expects. */
-	if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, (const unsigned char *)certs,
-							    (long)certs_len,
-							    WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-		reportf(report, arg, l->cert_line, "cert: %s is not a valid certificate chain", l->cert);
+	if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+	        ctx, (const unsigned char *)certs, (long)certs_len, WOLFSSL_FILETYPE_PEM) !=
+	    WOLFSSL_SUCCESS) {
+		reportf(report, arg, l->cert_line, "cert: %s is not a valid certificate chain",
+		        l->cert);
 		goto out;
 	}
 	if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)key, (long)key_len,
-					      WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+	                                      WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
 		reportf(report, arg, l->key ? l->key_line : l->cert_line,
-			"key: %s is not a usable private key (encrypted keys are not supported)",
-			l->key ? l->key : l->cert);
+		        "key: %s is not a usable private key (encrypted keys are not supported)",
+		        l->key ? l->key : l->cert);
 		goto out;
 	}
 	if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
 		reportf(report, arg, l->key ? l->key_line : l->cert_line,
-			"key: %s does not match the certificate in %s", l->key ? l->key : l->cert,
-			l->cert);
+		        "key: %s does not match the certificate in %s", l->key ? l->key : l->cert,
+		        l->cert);
 		goto out;
 	}
 	rc = 0;
@@ -360,30 +368,30 @@ tls_ctx_new(const struct cfg_listener *l, tls_report_fn report, void *arg)
 		reportf(report, arg, l->line, "cannot create a TLS context");
 		return NULL;
 	}
-	if (wolfSSL_CTX_SetMinVersion(ctx, l->min_version == 0x0304 ? WOLFSSL_TLSV1_3
-								       : WOLFSSL_TLSV1_2) !=
-	    WOLFSSL_SUCCESS) {
+	if (wolfSSL_CTX_SetMinVersion(ctx, l->min_version == 0x0304
+	                                       ? WOLFSSL_TLSV1_3
+	                                       : WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
 		reportf(report, arg, l->line, "min_version rejected by wolfSSL");
 		bad++;
 	}
 	bad += check_suites(l->ciphersuites ? l->ciphersuites : tls13_default, tls13_allowed,
-			    sizeof(tls13_allowed) / sizeof(tls13_allowed[0]), "ciphersuites",
-			    l->ciphersuites_line, list, sizeof(list), report, arg) != 0;
+	                    sizeof(tls13_allowed) / sizeof(tls13_allowed[0]), "ciphersuites",
+	                    l->ciphersuites_line, list, sizeof(list), report, arg) != 0;
 	/* TLS 1.2 suites are left out entirely when TLS 1.3 is the minimum. */
 	bad += check_suites(l->ciphers ? l->ciphers : tls12_default, tls12_allowed,
-			    sizeof(tls12_allowed) / sizeof(tls12_allowed[0]), "ciphers",
-			    l->ciphers_line, tls12, sizeof(tls12), report, arg) != 0;
+	                    sizeof(tls12_allowed) / sizeof(tls12_allowed[0]), "ciphers",
+	                    l->ciphers_line, tls12, sizeof(tls12), report, arg) != 0;
 	if (!bad && l->min_version < 0x0304) {
 		strncat(list, ":", sizeof(list) - strlen(list) - 1);
 		strncat(list, tls12, sizeof(list) - strlen(list) - 1);
 	}
 	if (!bad && wolfSSL_CTX_set_cipher_list(ctx, list) != WOLFSSL_SUCCESS) {
 		reportf(report, arg, l->ciphers_line ? l->ciphers_line : l->line,
-			"cipher list rejected by wolfSSL: %s", list);
+		        "cipher list rejected by wolfSSL: %s", list);
 		bad++;
 	}
 	bad += set_groups(ctx, l->groups ? l->groups : groups_default, l->groups_line, report,
-			  arg) != 0;
+	                  arg) != 0;
 	if (l->cert != NULL)
 		bad += load_cert_and_key(ctx, l, report, arg) != 0;
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
@@ -467,7 +475,7 @@ tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len)
 	    h.last_rx.level == 2 /* fatal */) {
 		const char *d = wolfSSL_alert_desc_string_long(h.last_rx.code);
 		snprintf(buf, len, "peer sent fatal alert: %s (%d)", d ? d : "unknown",
-			 h.last_rx.code);
+		         h.last_rx.code);
 		return;
 	}
 	snprintf(buf, len, "%s (wolfSSL error %d)", tls_error_reason(err), err);
@@ -485,38 +493,38 @@ tls_describe(WOLFSSL *ssl, char *buf, size_t len)
 	 * their OpenSSL names; wolfSSL's internal TLS 1.3 names ("TLS13-...") differ. */
 	if (name == NULL || strncmp(name, "TLS13-", 6) == 0) {
 		const char *iana = wolfSSL_get_cipher_name_iana_from_suite(
-			(unsigned char)(suite >> 8), (unsigned char)suite);
+		    (unsigned char)(suite >> 8), (unsigned char)suite);
 		if (iana != NULL)
 			name = iana;
 	}
 	snprintf(buf, len, "%s with cipher %s (%d/%d bits)", wolfSSL_get_version(ssl),
-		 name ? name : "unknown", bits, alg > 0 ? alg : bits);
+	         name ? name : "unknown", bits, alg > 0 ? alg : bits);
 }
 
 void
 tls_version_info(char *buf, size_t len)
 {
 	snprintf(buf, len, "wolfSSL %s (built against %s; %s build%s%s%s)", wolfSSL_lib_version(),
-		 LIBWOLFSSL_VERSION_STRING,
+	         LIBWOLFSSL_VERSION_STRING,
 #ifdef MAILEDGE_WOLFSSL_BUNDLED
-		 "bundled static",
+	         "bundled static",
 #else
-		 "system library",
+	         "system library",
 #endif
 #if defined(WOLFSSL_AESNI)
-		 ", AES-NI",
+	         ", AES-NI",
 #else
-		 "",
+	         "",
 #endif
 #if defined(WOLFSSL_SP_X86_64_ASM) || defined(WOLFSSL_SP_ARM64_ASM)
-		 ", SP math asm",
+	         ", SP math asm",
 #else
-		 "",
+	         "",
 #endif
 #if defined(USE_INTEL_SPEEDUP)
-		 ", AVX"
+	         ", AVX"
 #else
-		 ""
+	         ""
 #endif
 	);
 }

@@ -17,10 +17,10 @@
 
 #include "protocol.h"
 
-#define CHECK(x)                                                                         \
-	do {                                                                             \
-		if (!(x))                                                                \
-			__builtin_trap();                                                \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x))                                                                          \
+			__builtin_trap();                                                          \
 	} while (0)
 
 /* The harness's own loops need no coverage feedback; it only slows the runs down. */
@@ -42,10 +42,10 @@ rnd(uint32_t n)
 }
 
 static const char *const caps_choice[] = {
-	NULL,
-	"",
-	"IMAP4rev1\nSASL-IR\nLOGIN-REFERRALS\nID\nENABLE\nIDLE\nLITERAL+\nSTARTTLS\nAUTH=PLAIN",
-	"imap4rev1 LOGINDISABLED LITERAL- AUTH=GSSAPI ]bad X(Y\r\nMOVE",
+    NULL,
+    "",
+    "IMAP4rev1\nSASL-IR\nLOGIN-REFERRALS\nID\nENABLE\nIDLE\nLITERAL+\nSTARTTLS\nAUTH=PLAIN",
+    "imap4rev1 LOGINDISABLED LITERAL- AUTH=GSSAPI ]bad X(Y\r\nMOVE",
 };
 
 /* --- the core's relay buffers, simplified --- */
@@ -178,8 +178,8 @@ dialogue(const struct proto_config *cfg, const uint8_t *data, size_t size)
 			out.len = 0;
 			if (i < size)
 				CHECK(P->client_line(st, cfg, (const char *)data + i,
-						     size - i < 64 ? size - i : 64,
-						     &out) == PROTO_CLOSE &&
+				                     size - i < 64 ? size - i : 64,
+				                     &out) == PROTO_CLOSE &&
 				      out.len == 0);
 			return;
 		}
@@ -242,9 +242,20 @@ probe(const struct proto_config *cfg, const uint8_t *data, size_t size)
 /* --- command-stream mode --- */
 
 static const char *const cmds[] = {
-	"a NOOP",	    "b STARTTLS",  "c starttls", "d SELECT INBOX", "e STARTTLS x",
-	"f  StartTLS",	    "g LIST \"\" *", "STARTTLS",   " STARTTLS",	    "h STARTTLSX",
-	"i CAPABILITY",	    "DONE",	   "j UID FETCH 1:* (FLAGS)",	    "k STARTTLS\t",
+    "a NOOP",
+    "b STARTTLS",
+    "c starttls",
+    "d SELECT INBOX",
+    "e STARTTLS x",
+    "f  StartTLS",
+    "g LIST \"\" *",
+    "STARTTLS",
+    " STARTTLS",
+    "h STARTTLSX",
+    "i CAPABILITY",
+    "DONE",
+    "j UID FETCH 1:* (FLAGS)",
+    "k STARTTLS\t",
 };
 
 /* Is this forwarded line (without its line end) one the backend would read as STARTTLS? */
@@ -272,7 +283,7 @@ count_lines(const char *p, size_t n, int starttls_only, const char *needle)
 		lf = memchr(p + i, '\n', n - i);
 		l = lf ? (size_t)(lf - (p + i)) : n - i;
 		if (starttls_only ? is_starttls(p + i, l)
-				  : memmem(p + i, l, needle, strlen(needle)) != NULL)
+		                  : memmem(p + i, l, needle, strlen(needle)) != NULL)
 			c++;
 		i += l + 1;
 	}
@@ -318,7 +329,7 @@ command_stream(const struct proto_config *cfg, int tls, const uint8_t *data, siz
 	CHECK(count_lines(dirs[0].out, dirs[0].outlen, 1, NULL) == 0);
 	CHECK(count_lines(stream[0], total[0], 1, NULL) ==
 	      count_lines(dirs[1].out, dirs[1].outlen, 0,
-			  tls ? " BAD TLS is already active." : " BAD STARTTLS not available"));
+	                  tls ? " BAD TLS is already active." : " BAD STARTTLS not available"));
 	CHECK(count_lines(dirs[0].out, dirs[0].outlen, 0, "NOOP") ==
 	      count_lines(stream[0], total[0], 0, "NOOP"));
 	CHECK(count_lines(dirs[1].out, dirs[1].outlen, 0, "z OK done") == total[1] / 23);

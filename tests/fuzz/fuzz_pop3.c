@@ -20,10 +20,10 @@
 
 #include "protocol.h"
 
-#define check(x)                          \
-	do {                              \
-		if (!(x))                 \
-			__builtin_trap(); \
+#define check(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x))                                                                          \
+			__builtin_trap();                                                          \
 	} while (0)
 
 /* The harness's own branches are not what the fuzzer should chase (and tracing them
@@ -191,8 +191,8 @@ dir_write(struct dir *d, size_t n)
 
 /* One relay round for a direction: read up to n, filter. rawfull: `full` is random. */
 HARNESS static int
-dir_step(struct dir *d, proto_filter_fn f, const struct proto_config *cfg, size_t avail,
-	 size_t n, int rawfull)
+dir_step(struct dir *d, proto_filter_fn f, const struct proto_config *cfg, size_t avail, size_t n,
+         int rawfull)
 {
 	size_t room = d->size - d->w - d->len, cap, len0, fin;
 	int full;
@@ -296,7 +296,7 @@ HARNESS static const char *
 refusal(int tls)
 {
 	return tls ? "-ERR TLS is already active.\r\n"
-		   : "-ERR STLS not available on this connection.\r\n";
+	           : "-ERR STLS not available on this connection.\r\n";
 }
 
 /* Commands per model run: well past the queue bound (32), and fast enough to fuzz. */

@@ -21,15 +21,15 @@
 
 #include "protocol.h"
 
-#define MAXB 1200
+#define MAXB   1200
 #define OUTMAX (1 << 20)
 
-#define check(x) \
-	do { \
-		if (!(x)) { \
-			fprintf(stderr, "fuzz_smtp.c:%d: check failed: %s\n", __LINE__, #x); \
-			abort(); \
-		} \
+#define check(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "fuzz_smtp.c:%d: check failed: %s\n", __LINE__, #x);       \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* Coverage should guide towards smtp.c, not the harness's own loops (they are most of
@@ -73,7 +73,7 @@ filter(struct dir *d, proto_filter_fn f)
 {
 	size_t cap = d->size - d->pend, before = d->len, k;
 	int full = honest ? d->pend == 0 && d->len >= d->size - RESERVE
-			  : d->pend + d->len == d->size || rnd() % 8 == 0;
+	                  : d->pend + d->len == d->size || rnd() % 8 == 0;
 
 	k = f(state, &cfg, d->buf + d->pend, &d->len, cap, full);
 	check(k <= d->len);
@@ -234,8 +234,8 @@ backend_and_probe(const char *p, size_t n)
 			P->probe_init(state, &cfg);
 		if (!pdone) {
 			out.len = 0;
-			enum proto_probe s = P->probe_line(state, &cfg, p + off, len, &out, caps,
-							   sizeof(caps));
+			enum proto_probe s =
+			    P->probe_line(state, &cfg, p + off, len, &out, caps, sizeof(caps));
 			check(s >= PROTO_P_MORE && s <= PROTO_P_FAIL && out.len <= PROTO_OUT_MAX);
 			check(memchr(caps, '\0', sizeof(caps)) != NULL);
 			check(strchr(caps, '\r') == NULL);
@@ -257,16 +257,36 @@ relay_raw(const char *p, size_t n, size_t size)
 		idle = round_trip(&c, &b) ? 0 : idle + 1;
 }
 
-#define C(s) {s, sizeof(s) - 1}
+#define C(s)                                                                                       \
+	{                                                                                          \
+		s, sizeof(s) - 1                                                                   \
+	}
 static const struct {
 	const char *s;
 	size_t n;
 } commands[] = {
-	C("NOOP"), C("RSET"), C("MAIL FROM:<a@example.org>"), C("RCPT TO:<b@example.net>"),
-	C("EHLO x"), C("HELO x"), C("STARTTLS"), C("starttls"), C(" STARTTLS"), C("STARTTLS\t"),
-	C("XCLIENT ADDR=192.0.2.1"), C("XFORWARD NAME=x"), C("STARTTLS foo"), C("VRFY STARTTLS"),
-	C("NOOP STARTTLS"), C("\tXClient"), C("STARTTLS\0x"), C("\0XFORWARD"), C("QUIT"),
-	C("STARTTLS\r"), C("STARTTLSX"), C("XCLIENTS"),
+    C("NOOP"),
+    C("RSET"),
+    C("MAIL FROM:<a@example.org>"),
+    C("RCPT TO:<b@example.net>"),
+    C("EHLO x"),
+    C("HELO x"),
+    C("STARTTLS"),
+    C("starttls"),
+    C(" STARTTLS"),
+    C("STARTTLS\t"),
+    C("XCLIENT ADDR=192.0.2.1"),
+    C("XFORWARD NAME=x"),
+    C("STARTTLS foo"),
+    C("VRFY STARTTLS"),
+    C("NOOP STARTTLS"),
+    C("\tXClient"),
+    C("STARTTLS\0x"),
+    C("\0XFORWARD"),
+    C("QUIT"),
+    C("STARTTLS\r"),
+    C("STARTTLSX"),
+    C("XCLIENTS"),
 };
 #define NCMD (sizeof(commands) / sizeof(commands[0]))
 
@@ -376,8 +396,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.level = data[0] & 1 ? PROTO_LEVEL_ENCRYPT : PROTO_LEVEL_MAY;
 	cfg.implicit_tls = (data[0] >> 1) & 1;
 	cfg.hostname = "mx.example.test";
-	cfg.caps = (data[0] >> 5) & 1 ? "PIPELINING\nSTARTTLS\nAUTH PLAIN\nXCLIENT NAME\nCHUNKING"
-				     : NULL;
+	cfg.caps =
+	    (data[0] >> 5) & 1 ? "PIPELINING\nSTARTTLS\nAUTH PLAIN\nXCLIENT NAME\nCHUNKING" : NULL;
 	tls = cfg.implicit_tls || ((data[0] >> 2) & 1);
 	cmdmode = (data[0] >> 3) & 1;
 	honest = (data[0] >> 4) & 1;

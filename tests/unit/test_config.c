@@ -148,61 +148,62 @@ assert_v6(const struct sockaddr_any *a, const char *ip, unsigned port)
 }
 
 /* A valid backend and listener; lines 1-2 and 3-7 ([listener a] on line 3). */
-#define BACKEND_B "[backend b]\n" \
-		  "address = 127.0.0.1:1143\n"
-#define LISTENER_A "[listener a]\n" \
-		   "protocol = imap\n" \
-		   "listen = 127.0.0.1:10993\n" \
-		   "backend = b\n" \
-		   "cert = c.pem\n"
+#define BACKEND_B                                                                                  \
+	"[backend b]\n"                                                                            \
+	"address = 127.0.0.1:1143\n"
+#define LISTENER_A                                                                                 \
+	"[listener a]\n"                                                                           \
+	"protocol = imap\n"                                                                        \
+	"listen = 127.0.0.1:10993\n"                                                               \
+	"backend = b\n"                                                                            \
+	"cert = c.pem\n"
 
 /* ---- a good configuration ---- */
 
-static const char good[] =
-	"; full configuration\n"                          /* 1 */
-	"[global]\n"                                      /* 2 */
-	"log_level = warning\n"                           /* 3 */
-	"syslog = yes\n"                                  /* 4 */
-	"max_connections = 500\n"                         /* 5 */
-	"user = mailedge\n"                               /* 6 */
-	"shutdown_timeout = 30s\n"                        /* 7 */
-	"\n"                                              /* 8 */
-	"[backend mx]\n"                                  /* 9 */
-	"address = 127.0.0.1:1025\n"                      /* 10 */
-	"connect_timeout = 500ms\n"                       /* 11 */
-	"\n"                                              /* 12 */
-	"[backend imapd]\n"                               /* 13 */
-	"address = 127.0.0.1:1143, [::1]:143,10.0.0.7:143\n" /* 14 */
-	"\n"                                              /* 15 */
-	"[backend pop]\n"                                 /* 16 */
-	"address = 127.0.0.2:1110\n"                      /* 17 */
-	"\n"                                              /* 18 */
-	"[listener smtps]\n"                              /* 19 */
-	"protocol = smtp\n"                               /* 20 */
-	"tls = implicit\n"                                /* 21 */
-	"listen = 127.0.0.1:10465\n"                      /* 22 */
-	"backend = mx\n"                                  /* 23 */
-	"cert = /etc/mail/smtp.crt\n"                     /* 24 */
-	"key = /etc/mail/smtp.key\n"                      /* 25 */
-	"\n"                                              /* 26 */
-	"[listener imaps]\n"                              /* 27 */
-	"protocol = IMAP\n"                               /* 28 */
-	"listen = [::1]:10993\n"                          /* 29 */
-	"backend = imapd\n"                               /* 30 */
-	"cert = /etc/mail/combined.pem   ; chain + key\n" /* 31 */
-	"min_version = TLSv1.3\n"                         /* 32 */
-	"ciphersuites = TLS_AES_256_GCM_SHA384\n"         /* 33 */
-	"groups = X25519:P-256\n"                         /* 34 */
-	"idle_timeout = 2h\n"                             /* 35 */
-	"\n"                                              /* 36 */
-	"[listener pop3s]\n"                              /* 37 */
-	"protocol = pop3\n"                               /* 38 */
-	"listen = *:10995\n"                              /* 39 */
-	"backend = pop\n"                                 /* 40 */
-	"cert = /etc/mail/pop.crt\n"                      /* 41 */
-	"key = /etc/mail/pop.key\n"                       /* 42 */
-	"ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"         /* 43 */
-	"handshake_timeout = 5m\n";                       /* 44 */
+static const char good[] = "; full configuration\n"                             /* 1 */
+                           "[global]\n"                                         /* 2 */
+                           "log_level = warning\n"                              /* 3 */
+                           "syslog = yes\n"                                     /* 4 */
+                           "max_connections = 500\n"                            /* 5 */
+                           "user = mailedge\n"                                  /* 6 */
+                           "shutdown_timeout = 30s\n"                           /* 7 */
+                           "\n"                                                 /* 8 */
+                           "[backend mx]\n"                                     /* 9 */
+                           "address = 127.0.0.1:1025\n"                         /* 10 */
+                           "connect_timeout = 500ms\n"                          /* 11 */
+                           "\n"                                                 /* 12 */
+                           "[backend imapd]\n"                                  /* 13 */
+                           "address = 127.0.0.1:1143, [::1]:143,10.0.0.7:143\n" /* 14 */
+                           "\n"                                                 /* 15 */
+                           "[backend pop]\n"                                    /* 16 */
+                           "address = 127.0.0.2:1110\n"                         /* 17 */
+                           "\n"                                                 /* 18 */
+                           "[listener smtps]\n"                                 /* 19 */
+                           "protocol = smtp\n"                                  /* 20 */
+                           "tls = implicit\n"                                   /* 21 */
+                           "listen = 127.0.0.1:10465\n"                         /* 22 */
+                           "backend = mx\n"                                     /* 23 */
+                           "cert = /etc/mail/smtp.crt\n"                        /* 24 */
+                           "key = /etc/mail/smtp.key\n"                         /* 25 */
+                           "\n"                                                 /* 26 */
+                           "[listener imaps]\n"                                 /* 27 */
+                           "protocol = IMAP\n"                                  /* 28 */
+                           "listen = [::1]:10993\n"                             /* 29 */
+                           "backend = imapd\n"                                  /* 30 */
+                           "cert = /etc/mail/combined.pem   ; chain + key\n"    /* 31 */
+                           "min_version = TLSv1.3\n"                            /* 32 */
+                           "ciphersuites = TLS_AES_256_GCM_SHA384\n"            /* 33 */
+                           "groups = X25519:P-256\n"                            /* 34 */
+                           "idle_timeout = 2h\n"                                /* 35 */
+                           "\n"                                                 /* 36 */
+                           "[listener pop3s]\n"                                 /* 37 */
+                           "protocol = pop3\n"                                  /* 38 */
+                           "listen = *:10995\n"                                 /* 39 */
+                           "backend = pop\n"                                    /* 40 */
+                           "cert = /etc/mail/pop.crt\n"                         /* 41 */
+                           "key = /etc/mail/pop.key\n"                          /* 42 */
+                           "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"            /* 43 */
+                           "handshake_timeout = 5m\n";                          /* 44 */
 
 static void
 parse__good_full_config__no_errors(void **state)
@@ -326,11 +327,12 @@ parse__good_full_config__listeners_in_file_order_with_values(void **state)
 static void
 parse__minimal_listeners__defaults_applied(void **state)
 {
-	struct config *c = parse("[backend b]\n"
-				 "address = 127.0.0.1:1\n"
-				 "[listener s]\nprotocol = smtp\nlisten = 127.0.0.1:1\nbackend = b\ncert = x\n"
-				 "[listener i]\nprotocol = imap\nlisten = 127.0.0.1:2\nbackend = b\ncert = x\n"
-				 "[listener p]\nprotocol = pop3\nlisten = 127.0.0.1:3\nbackend = b\ncert = x\n");
+	struct config *c =
+	    parse("[backend b]\n"
+	          "address = 127.0.0.1:1\n"
+	          "[listener s]\nprotocol = smtp\nlisten = 127.0.0.1:1\nbackend = b\ncert = x\n"
+	          "[listener i]\nprotocol = imap\nlisten = 127.0.0.1:2\nbackend = b\ncert = x\n"
+	          "[listener p]\nprotocol = pop3\nlisten = 127.0.0.1:3\nbackend = b\ncert = x\n");
 	(void)state;
 
 	expect_errors(c, NULL);
@@ -362,7 +364,8 @@ parse__bool_spellings__accepted(void **state)
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		snprintf(text, sizeof(text), "[global]\nsyslog = %s\n" BACKEND_B LISTENER_A, yes[i]);
+		snprintf(text, sizeof(text), "[global]\nsyslog = %s\n" BACKEND_B LISTENER_A,
+		         yes[i]);
 		struct config *c = parse(text);
 		expect_errors(c, NULL);
 		assert_int_equal(c->syslog, 1);
@@ -383,10 +386,11 @@ parse__unknown_section__reported_and_its_keys_ignored(void **state)
 	struct config *c = parse(BACKEND_B LISTENER_A "[frontend x]\nfoo = 1\n");
 	(void)state;
 
-	expect_errors(c,
-		      "test.ini:8: unknown section [frontend x]: expected [global], [listener NAME] or "
-		      "[backend NAME]",
-		      NULL);
+	expect_errors(
+	    c,
+	    "test.ini:8: unknown section [frontend x]: expected [global], [listener NAME] or "
+	    "[backend NAME]",
+	    NULL);
 }
 
 static void
@@ -395,14 +399,15 @@ parse__section_without_name_or_with_two__reported(void **state)
 	struct config *c = parse(BACKEND_B LISTENER_A "[listener]\n[backend a b]\n[Global]\n");
 	(void)state;
 
-	expect_errors(c,
-		      "test.ini:8: unknown section [listener]: expected [global], [listener NAME] or "
-		      "[backend NAME]",
-		      "test.ini:9: unknown section [backend a b]: expected [global], [listener NAME] "
-		      "or [backend NAME]",
-		      "test.ini:10: unknown section [Global]: expected [global], [listener NAME] or "
-		      "[backend NAME]",
-		      NULL);
+	expect_errors(
+	    c,
+	    "test.ini:8: unknown section [listener]: expected [global], [listener NAME] or "
+	    "[backend NAME]",
+	    "test.ini:9: unknown section [backend a b]: expected [global], [listener NAME] "
+	    "or [backend NAME]",
+	    "test.ini:10: unknown section [Global]: expected [global], [listener NAME] or "
+	    "[backend NAME]",
+	    NULL);
 }
 
 static void
@@ -444,23 +449,23 @@ parse__key_before_any_section__reported(void **state)
 static void
 parse__bad_durations__each_reported(void **state)
 {
-	struct config *c = parse("[global]\n"                     /* 1 */
-				 "shutdown_timeout = soon\n"      /* 2 */
-				 BACKEND_B                         /* 3-4 */
-				 "connect_timeout = -1s\n"        /* 5 */
-				 LISTENER_A                        /* 6-10 */
-				 "handshake_timeout = 10x\n"      /* 11 */
-				 "idle_timeout = 0\n"             /* 12 */
-				 "[backend z]\n"                  /* 13 */
-				 "address = 127.0.0.1:2\n"        /* 14 */
-				 "connect_timeout = 0ms\n");      /* 15 */
+	struct config *c = parse("[global]\n"                /* 1 */
+	                         "shutdown_timeout = soon\n" /* 2 */
+	                         BACKEND_B                   /* 3-4 */
+	                         "connect_timeout = -1s\n"   /* 5 */
+	                         LISTENER_A                  /* 6-10 */
+	                         "handshake_timeout = 10x\n" /* 11 */
+	                         "idle_timeout = 0\n"        /* 12 */
+	                         "[backend z]\n"             /* 13 */
+	                         "address = 127.0.0.1:2\n"   /* 14 */
+	                         "connect_timeout = 0ms\n"); /* 15 */
 	(void)state;
 
 	expect_errors(c, "test.ini:2: shutdown_timeout: bad duration \"soon\"",
-		      "test.ini:5: connect_timeout: bad duration \"-1s\"",
-		      "test.ini:11: handshake_timeout: bad duration \"10x\"",
-		      "test.ini:12: idle_timeout: bad duration \"0\"",
-		      "test.ini:15: connect_timeout: bad duration \"0ms\"", NULL);
+	              "test.ini:5: connect_timeout: bad duration \"-1s\"",
+	              "test.ini:11: handshake_timeout: bad duration \"10x\"",
+	              "test.ini:12: idle_timeout: bad duration \"0\"",
+	              "test.ini:15: connect_timeout: bad duration \"0ms\"", NULL);
 }
 
 static void
@@ -468,18 +473,18 @@ parse__bad_global_values__reported(void **state)
 {
 	static const char *const bad_max[] = {"0", "10k", "1000001", ""};
 	struct config *c = parse("[global]\n"
-				 "syslog = maybe\n"
-				 "log_level = verbose\n" BACKEND_B LISTENER_A);
+	                         "syslog = maybe\n"
+	                         "log_level = verbose\n" BACKEND_B LISTENER_A);
 	char text[256];
 	(void)state;
 
 	expect_errors(c, "test.ini:2: syslog: expected yes or no",
-		      "test.ini:3: log_level: expected debug, info, warning or error", NULL);
+	              "test.ini:3: log_level: expected debug, info, warning or error", NULL);
 	/* One file per value: a repeated key is itself an error (see duplicate tests). */
 	for (size_t i = 0; i < sizeof(bad_max) / sizeof(bad_max[0]); i++) {
 		struct config *m;
-		snprintf(text, sizeof(text), "[global]\nmax_connections = %s\n" BACKEND_B LISTENER_A,
-			 bad_max[i]);
+		snprintf(text, sizeof(text),
+		         "[global]\nmax_connections = %s\n" BACKEND_B LISTENER_A, bad_max[i]);
 		m = config_parse_string(text, "test.ini");
 		assert_non_null(m);
 		expect_errors(m, "test.ini:2: max_connections: expected 1..1000000", NULL);
@@ -491,10 +496,10 @@ static void
 parse__bad_protocol__reported_at_its_line(void **state)
 {
 	struct config *c = parse(BACKEND_B "[listener a]\n"
-					   "protocol = lmtp\n"
-					   "listen = 127.0.0.1:10993\n"
-					   "backend = b\n"
-					   "cert = c.pem\n");
+	                                   "protocol = lmtp\n"
+	                                   "listen = 127.0.0.1:10993\n"
+	                                   "backend = b\n"
+	                                   "cert = c.pem\n");
 	(void)state;
 
 	expect_has_error(c, "test.ini:4: protocol: expected smtp, imap or pop3, not \"lmtp\"");
@@ -513,14 +518,15 @@ parse__bad_tls_mode__reported(void **state)
 static void
 parse__starttls_listener__keys_and_defaults(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n"
-						  "security_level = may\n"
-						  "hostname = mx.example.test\n"
-						  "greeting = ESMTP hello\n"
-						  "capabilities = PIPELINING, SIZE 1000 ,8BITMIME\n"
-						  "  SMTPUTF8\n"
-						  "capabilities_refresh = 1m\n"
-						  "dialogue_timeout = 20s\n");
+	struct config *c =
+	    parse(BACKEND_B LISTENER_A "tls = starttls\n"
+	                               "security_level = may\n"
+	                               "hostname = mx.example.test\n"
+	                               "greeting = ESMTP hello\n"
+	                               "capabilities = PIPELINING, SIZE 1000 ,8BITMIME\n"
+	                               "  SMTPUTF8\n"
+	                               "capabilities_refresh = 1m\n"
+	                               "dialogue_timeout = 20s\n");
 	const struct cfg_listener *l;
 	(void)state;
 
@@ -555,14 +561,14 @@ static void
 parse__starttls_bad_values__reported(void **state)
 {
 	struct config *c = parse(BACKEND_B LISTENER_A "tls = starttls\n"
-						  "security_level = none\n"
-						  "hostname = two words\n"
-						  "capabilities_refresh = 0\n");
+	                                              "security_level = none\n"
+	                                              "hostname = two words\n"
+	                                              "capabilities_refresh = 0\n");
 	(void)state;
 
 	expect_errors(c, "test.ini:9: security_level: expected may or encrypt, not \"none\"",
-		      "test.ini:10: hostname: expected a host name without spaces",
-		      "test.ini:11: capabilities_refresh: bad duration \"0\" (>= 1s)", NULL);
+	              "test.ini:10: hostname: expected a host name without spaces",
+	              "test.ini:11: capabilities_refresh: bad duration \"0\" (>= 1s)", NULL);
 }
 
 static void
@@ -572,25 +578,27 @@ parse__security_level_on_implicit__refused(void **state)
 	(void)state;
 
 	expect_errors(c,
-		      "test.ini:8: security_level: only for tls = starttls (implicit TLS is always "
-		      "encrypted)",
-		      NULL);
+	              "test.ini:8: security_level: only for tls = starttls (implicit TLS is always "
+	              "encrypted)",
+	              NULL);
 }
 
 static void
 parse__bad_listen_address__reported(void **state)
 {
-	static const char *const bad[] = {"10993", "127.0.0.1", "::1:993", "[::1]", "127.0.0.1:0",
-					  "127.0.0.1:65536", "127.0.0.1:99x", "[::1:993"};
+	static const char *const bad[] = {"10993",         "127.0.0.1",   "::1:993",
+	                                  "[::1]",         "127.0.0.1:0", "127.0.0.1:65536",
+	                                  "127.0.0.1:99x", "[::1:993"};
 	char text[512], want[128];
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(text, sizeof(text),
-			 BACKEND_B "[listener a]\nprotocol = imap\nlisten = %s\nbackend = b\ncert = c\n",
-			 bad[i]);
-		snprintf(want, sizeof(want), "test.ini:5: listen: expected ADDRESS:PORT, not \"%s\"",
-			 bad[i]);
+		         BACKEND_B
+		         "[listener a]\nprotocol = imap\nlisten = %s\nbackend = b\ncert = c\n",
+		         bad[i]);
+		snprintf(want, sizeof(want),
+		         "test.ini:5: listen: expected ADDRESS:PORT, not \"%s\"", bad[i]);
 		struct config *c = parse(text);
 		expect_errors(c, want, NULL);
 	}
@@ -606,9 +614,10 @@ parse__min_version_below_tls12__refused(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(text, sizeof(text), BACKEND_B LISTENER_A "min_version = %s\n", bad[i]);
 		snprintf(want, sizeof(want),
-			 "test.ini:8: min_version: expected TLSv1.2 or TLSv1.3 (older versions are never "
-			 "allowed), not \"%s\"",
-			 bad[i]);
+		         "test.ini:8: min_version: expected TLSv1.2 or TLSv1.3 (older versions are "
+		         "never "
+		         "allowed), not \"%s\"",
+		         bad[i]);
 		struct config *c = parse(text);
 		expect_errors(c, want, NULL);
 		/* The refused value never lowers the default. */
@@ -633,18 +642,18 @@ parse__listener_missing_everything__reported_at_section_header(void **state)
 	(void)state;
 
 	expect_errors(c, "test.ini:4: [listener bare]: missing \"protocol\"",
-		      "test.ini:4: [listener bare]: missing \"listen\"",
-		      "test.ini:4: [listener bare]: missing \"cert\"",
-		      "test.ini:4: [listener bare]: missing \"backend\"", NULL);
+	              "test.ini:4: [listener bare]: missing \"listen\"",
+	              "test.ini:4: [listener bare]: missing \"cert\"",
+	              "test.ini:4: [listener bare]: missing \"backend\"", NULL);
 }
 
 static void
 parse__listener_missing_cert__reported_at_section_header(void **state)
 {
 	struct config *c = parse(BACKEND_B "[listener a]\n"
-					   "protocol = smtp\n"
-					   "listen = 127.0.0.1:10465\n"
-					   "backend = b\n");
+	                                   "protocol = smtp\n"
+	                                   "listen = 127.0.0.1:10465\n"
+	                                   "backend = b\n");
 	(void)state;
 
 	expect_errors(c, "test.ini:3: [listener a]: missing \"cert\"", NULL);
@@ -654,10 +663,10 @@ static void
 parse__backend_name_without_section__reported_at_backend_line(void **state)
 {
 	struct config *c = parse(BACKEND_B "[listener a]\n"
-					   "protocol = imap\n"
-					   "listen = 127.0.0.1:10993\n"
-					   "backend = nope\n"
-					   "cert = c.pem\n");
+	                                   "protocol = imap\n"
+	                                   "listen = 127.0.0.1:10993\n"
+	                                   "backend = nope\n"
+	                                   "cert = c.pem\n");
 	(void)state;
 
 	expect_errors(c, "test.ini:6: backend: no [backend nope] section", NULL);
@@ -677,22 +686,23 @@ static void
 parse__backend_bad_address_in_list__reported_at_address_line(void **state)
 {
 	struct config *c = parse(LISTENER_A "[backend b]\n"
-					    "address = 127.0.0.1:1143,127.0.0.1,[::1]:0\n");
+	                                    "address = 127.0.0.1:1143,127.0.0.1,[::1]:0\n");
 	(void)state;
 
-	expect_errors(c,
-		      "test.ini:7: address: \"127.0.0.1\" is not HOST:PORT or does not resolve",
-		      "test.ini:7: address: \"[::1]:0\" is not HOST:PORT or does not resolve", NULL);
+	expect_errors(c, "test.ini:7: address: \"127.0.0.1\" is not HOST:PORT or does not resolve",
+	              "test.ini:7: address: \"[::1]:0\" is not HOST:PORT or does not resolve",
+	              NULL);
 	assert_int_equal(backend(c, "b")->naddrs, 1);
 }
 
 static void
 parse__backend_more_than_max_addresses__reported(void **state)
 {
-	struct config *c = parse(LISTENER_A "[backend b]\n"
-					    "address = 127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
-					    "127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,"
-					    "127.0.0.1:9\n");
+	struct config *c =
+	    parse(LISTENER_A "[backend b]\n"
+	                     "address = 127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
+	                     "127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,"
+	                     "127.0.0.1:9\n");
 	(void)state;
 
 	expect_errors(c, "test.ini:7: address: at most 8 addresses", NULL);
@@ -713,73 +723,72 @@ parse__duplicate_string_key__reported_first_value_kept(void **state)
 static void
 parse__duplicate_keys_of_each_string_kind__reported(void **state)
 {
-	struct config *c = parse("[global]\nuser = a\nuser = b\n"                /* 1-3 */
-				 "[backend b]\naddress = 127.0.0.1:1\n"          /* 4-5 */
-				 "address = 127.0.0.1:2\n"                       /* 6 */
-				 LISTENER_A                                       /* 7-11 */
-				 "listen = 127.0.0.1:2\n"                        /* 12 */
-				 "backend = b\n"                                 /* 13 */
-				 "key = k1\nkey = k2\n"                          /* 14-15 */
-				 "ciphers = A\nciphers = B\n");                  /* 16-17 */
+	struct config *c = parse("[global]\nuser = a\nuser = b\n"       /* 1-3 */
+	                         "[backend b]\naddress = 127.0.0.1:1\n" /* 4-5 */
+	                         "address = 127.0.0.1:2\n"              /* 6 */
+	                         LISTENER_A                             /* 7-11 */
+	                         "listen = 127.0.0.1:2\n"               /* 12 */
+	                         "backend = b\n"                        /* 13 */
+	                         "key = k1\nkey = k2\n"                 /* 14-15 */
+	                         "ciphers = A\nciphers = B\n");         /* 16-17 */
 	(void)state;
 
-	expect_errors(c, "test.ini:3: duplicate key \"user\"", "test.ini:6: duplicate key \"address\"",
-		      "test.ini:12: duplicate key \"listen\"", "test.ini:13: duplicate key \"backend\"",
-		      "test.ini:15: duplicate key \"key\"", "test.ini:17: duplicate key \"ciphers\"",
-		      NULL);
+	expect_errors(
+	    c, "test.ini:3: duplicate key \"user\"", "test.ini:6: duplicate key \"address\"",
+	    "test.ini:12: duplicate key \"listen\"", "test.ini:13: duplicate key \"backend\"",
+	    "test.ini:15: duplicate key \"key\"", "test.ini:17: duplicate key \"ciphers\"", NULL);
 }
 
-/* Regression test, fixed (was a bug in config.c, listener_key/global_key/backend_key): duplicates are detected only
- * for string keys (set_str). A repeated scalar key silently takes the last value,
+/* Regression test, fixed (was a bug in config.c, listener_key/global_key/backend_key): duplicates
+ * are detected only for string keys (set_str). A repeated scalar key silently takes the last value,
  * e.g. "min_version = TLSv1.3" followed later by "min_version = TLSv1.2" quietly
  * lowers the minimum. Expected: "duplicate key" like for string keys. */
 static void
 parse__duplicate_scalar_key__reported(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A
-				 "min_version = TLSv1.3\n"       /* 8 */
-				 "min_version = TLSv1.2\n"       /* 9 */
-				 "protocol = smtp\n"             /* 10 */
-				 "idle_timeout = 5m\n"           /* 11 */
-				 "idle_timeout = 6m\n");         /* 12 */
+	struct config *c = parse(BACKEND_B LISTENER_A "min_version = TLSv1.3\n" /* 8 */
+	                                              "min_version = TLSv1.2\n" /* 9 */
+	                                              "protocol = smtp\n"       /* 10 */
+	                                              "idle_timeout = 5m\n"     /* 11 */
+	                                              "idle_timeout = 6m\n");   /* 12 */
 	(void)state;
 
 	expect_errors(c, "test.ini:9: duplicate key \"min_version\"",
-		      "test.ini:10: duplicate key \"protocol\"",
-		      "test.ini:12: duplicate key \"idle_timeout\"", NULL);
+	              "test.ini:10: duplicate key \"protocol\"",
+	              "test.ini:12: duplicate key \"idle_timeout\"", NULL);
 }
 
 static void
 parse__duplicate_sections__reported_at_second_header(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A               /* 1-7 */
-				 "[backend b]\n"                   /* 8 */
-				 "address = 127.0.0.1:2\n"         /* 9 */
-				 "[listener a]\n"                  /* 10 */
-				 "protocol = smtp\n"               /* 11 */
-				 "listen = 127.0.0.1:2\n"          /* 12 */
-				 "backend = b\n"                   /* 13 */
-				 "cert = c\n");                    /* 14 */
+	struct config *c = parse(BACKEND_B LISTENER_A      /* 1-7 */
+	                         "[backend b]\n"           /* 8 */
+	                         "address = 127.0.0.1:2\n" /* 9 */
+	                         "[listener a]\n"          /* 10 */
+	                         "protocol = smtp\n"       /* 11 */
+	                         "listen = 127.0.0.1:2\n"  /* 12 */
+	                         "backend = b\n"           /* 13 */
+	                         "cert = c\n");            /* 14 */
 	(void)state;
 
 	expect_errors(c, "test.ini:8: duplicate section [backend b]",
-		      "test.ini:10: duplicate section [listener a]", NULL);
+	              "test.ini:10: duplicate section [listener a]", NULL);
 }
 
 static void
 parse__two_listeners_same_address__reported_at_second(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A               /* 1-7 */
-				 "[listener c]\n"                  /* 8 */
-				 "protocol = pop3\n"               /* 9 */
-				 "listen = 127.0.0.1:10993\n"      /* 10 */
-				 "backend = b\n"                   /* 11 */
-				 "cert = c.pem\n"                  /* 12 */
-				 "[listener d]\n"                  /* 13 */
-				 "protocol = pop3\n"               /* 14 */
-				 "listen = 127.0.0.1:10995\n"      /* 15 */
-				 "backend = b\n"                   /* 16 */
-				 "cert = c.pem\n");                /* 17 */
+	struct config *c = parse(BACKEND_B LISTENER_A         /* 1-7 */
+	                         "[listener c]\n"             /* 8 */
+	                         "protocol = pop3\n"          /* 9 */
+	                         "listen = 127.0.0.1:10993\n" /* 10 */
+	                         "backend = b\n"              /* 11 */
+	                         "cert = c.pem\n"             /* 12 */
+	                         "[listener d]\n"             /* 13 */
+	                         "protocol = pop3\n"          /* 14 */
+	                         "listen = 127.0.0.1:10995\n" /* 15 */
+	                         "backend = b\n"              /* 16 */
+	                         "cert = c.pem\n");           /* 17 */
 	(void)state;
 
 	expect_errors(c, "test.ini:8: [listener c]: same listen address as [listener a]", NULL);
@@ -792,25 +801,25 @@ parse__syntax_error__reported_at_its_line(void **state)
 	(void)state;
 
 	expect_errors(c, "test.ini:8: syntax error: expected [section], key = value or a comment",
-		      NULL);
+	              NULL);
 }
 
-/* Regression test, fixed (was a bug in config.c, config_parse_string): inih returns only the line of the first
- * syntax error, so later syntax errors are silently dropped although config.h
- * promises "nothing stops at the first error". Expected: one report per bad line. */
+/* Regression test, fixed (was a bug in config.c, config_parse_string): inih returns only the line
+ * of the first syntax error, so later syntax errors are silently dropped although config.h promises
+ * "nothing stops at the first error". Expected: one report per bad line. */
 static void
 parse__several_syntax_errors__each_reported(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A  /* 1-7 */
-				 "no equals here\n"     /* 8 */
-				 "tls = implicit\n"     /* 9 */
-				 "nor here\n"           /* 10 */
-				 "[listener b\n");      /* 11: no ']' */
+	struct config *c = parse(BACKEND_B LISTENER_A /* 1-7 */
+	                         "no equals here\n"   /* 8 */
+	                         "tls = implicit\n"   /* 9 */
+	                         "nor here\n"         /* 10 */
+	                         "[listener b\n");    /* 11: no ']' */
 	(void)state;
 
 	expect_errors(c, "test.ini:8: syntax error: expected [section], key = value or a comment",
-		      "test.ini:10: syntax error: expected [section], key = value or a comment",
-		      "test.ini:11: syntax error: section header without ']'", NULL);
+	              "test.ini:10: syntax error: expected [section], key = value or a comment",
+	              "test.ini:11: syntax error: section header without ']'", NULL);
 }
 
 /* A line of exactly `len` characters (plus LF) holding a ciphers value. */
@@ -847,10 +856,11 @@ parse__line_longer_than_inih_buffer__reported_and_next_lines_counted(void **stat
 	struct config *c = parse(t);
 	(void)state;
 
-	expect_errors(c,
-		      "test.ini:8: line longer than 198 characters: continue long lists on indented "
-		      "lines",
-		      "test.ini:9: unknown key \"bogus\" in [listener a]", NULL);
+	expect_errors(
+	    c,
+	    "test.ini:8: line longer than 198 characters: continue long lists on indented "
+	    "lines",
+	    "test.ini:9: unknown key \"bogus\" in [listener a]", NULL);
 	/* Never half a value: inih must not see a split line. */
 	assert_null(listener(c, "a")->ciphers);
 }
@@ -862,32 +872,33 @@ parse__very_long_line__reported_once(void **state)
 	struct config *c = parse(t);
 	(void)state;
 
-	expect_errors(c,
-		      "test.ini:8: line longer than 198 characters: continue long lists on indented "
-		      "lines",
-		      NULL);
+	expect_errors(
+	    c,
+	    "test.ini:8: line longer than 198 characters: continue long lists on indented "
+	    "lines",
+	    NULL);
 }
 
 static void
 parse__indented_continuation__appends_to_list_values(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A                           /* 1-7 */
-				 "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"     /* 8 */
-				 "    ECDHE-RSA-AES256-GCM-SHA384\n"           /* 9 */
-				 "\tECDHE-RSA-CHACHA20-POLY1305\n"            /* 10 */
-				 "ciphersuites = TLS_AES_128_GCM_SHA256\n"     /* 11 */
-				 "  TLS_AES_256_GCM_SHA384\n"                  /* 12 */
-				 "groups = X25519\n"                           /* 13 */
-				 "  P-256\n"                                   /* 14 */
-				 "  P-384\n"                                   /* 15 */
-				 "handshake_timeout = 10s\n");                 /* 16 */
+	struct config *c = parse(BACKEND_B LISTENER_A                      /* 1-7 */
+	                         "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n" /* 8 */
+	                         "    ECDHE-RSA-AES256-GCM-SHA384\n"       /* 9 */
+	                         "\tECDHE-RSA-CHACHA20-POLY1305\n"         /* 10 */
+	                         "ciphersuites = TLS_AES_128_GCM_SHA256\n" /* 11 */
+	                         "  TLS_AES_256_GCM_SHA384\n"              /* 12 */
+	                         "groups = X25519\n"                       /* 13 */
+	                         "  P-256\n"                               /* 14 */
+	                         "  P-384\n"                               /* 15 */
+	                         "handshake_timeout = 10s\n");             /* 16 */
 	const struct cfg_listener *l;
 	(void)state;
 
 	expect_errors(c, NULL);
 	l = listener(c, "a");
 	assert_string_equal(l->ciphers, "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"
-					"ECDHE-RSA-CHACHA20-POLY1305");
+	                                "ECDHE-RSA-CHACHA20-POLY1305");
 	assert_int_equal(l->ciphers_line, 8);
 	assert_string_equal(l->ciphersuites, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
 	assert_int_equal(l->ciphersuites_line, 11);
@@ -895,34 +906,35 @@ parse__indented_continuation__appends_to_list_values(void **state)
 	assert_float_equal(l->handshake_timeout, 10.0, 1e-9);
 }
 
-/* Regression test, fixed (was a bug in config.c, set_str/reader): Debian 12's inih (r55) does not strip inline
- * comments from continuation lines (newer inih does), so "  B ; why" appends
- * "B ; why" to the list and the TLS check later refuses ";" and "why" as suite names.
- * conf/mailedge.ini tells operators to use continuation lines for long lists.
- * Expected: the comment is not part of the value. */
+/* Regression test, fixed (was a bug in config.c, set_str/reader): Debian 12's inih (r55) does not
+ * strip inline comments from continuation lines (newer inih does), so "  B ; why" appends "B ; why"
+ * to the list and the TLS check later refuses ";" and "why" as suite names. conf/mailedge.ini tells
+ * operators to use continuation lines for long lists. Expected: the comment is not part of the
+ * value. */
 static void
 parse__continuation_with_inline_comment__comment_not_in_value(void **state)
 {
-	struct config *c = parse(BACKEND_B LISTENER_A                          /* 1-7 */
-				 "ciphers = ECDHE-RSA-AES128-GCM-SHA256 ; first\n" /* 8 */
-				 "  ECDHE-RSA-AES256-GCM-SHA384 ; second\n");     /* 9 */
+	struct config *c = parse(BACKEND_B LISTENER_A                              /* 1-7 */
+	                         "ciphers = ECDHE-RSA-AES128-GCM-SHA256 ; first\n" /* 8 */
+	                         "  ECDHE-RSA-AES256-GCM-SHA384 ; second\n");      /* 9 */
 	(void)state;
 
 	expect_errors(c, NULL);
 	assert_string_equal(listener(c, "a")->ciphers,
-			    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384");
+	                    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384");
 }
 
-/* Regression test, fixed (was a bug in config.c, backend_key -> set_str): "address" is a comma-separated failover
- * list but an indented continuation is joined with ':' ("127.0.0.1:1143:127.0.0.2:1143"),
- * which no longer parses. Expected: continuation lines add failover addresses. */
+/* Regression test, fixed (was a bug in config.c, backend_key -> set_str): "address" is a
+ * comma-separated failover list but an indented continuation is joined with ':'
+ * ("127.0.0.1:1143:127.0.0.2:1143"), which no longer parses. Expected: continuation lines add
+ * failover addresses. */
 static void
 parse__address_continuation__adds_failover_addresses(void **state)
 {
-	struct config *c = parse(LISTENER_A                  /* 1-5 */
-				 "[backend b]\n"            /* 6 */
-				 "address = 127.0.0.1:1143\n" /* 7 */
-				 "  127.0.0.2:1143\n");      /* 8 */
+	struct config *c = parse(LISTENER_A                   /* 1-5 */
+	                         "[backend b]\n"              /* 6 */
+	                         "address = 127.0.0.1:1143\n" /* 7 */
+	                         "  127.0.0.2:1143\n");       /* 8 */
 	(void)state;
 
 	expect_errors(c, NULL);
@@ -930,18 +942,18 @@ parse__address_continuation__adds_failover_addresses(void **state)
 	assert_v4(&backend(c, "b")->addrs[1], "127.0.0.2", 1143);
 }
 
-/* Regression test, fixed (was a bug in config.c, reader): an indented continuation line starting with '[' (an IPv6
- * backend "[::1]:143") is taken for a section header by the reader, while inih treats
- * it as a continuation: "unknown section [::1]" is reported and the listener/backend
- * context is lost. Expected: no error, two addresses. */
+/* Regression test, fixed (was a bug in config.c, reader): an indented continuation line starting
+ * with '[' (an IPv6 backend "[::1]:143") is taken for a section header by the reader, while inih
+ * treats it as a continuation: "unknown section [::1]" is reported and the listener/backend context
+ * is lost. Expected: no error, two addresses. */
 static void
 parse__address_continuation_ipv6__not_a_section(void **state)
 {
-	struct config *c = parse(LISTENER_A                   /* 1-5 */
-				 "[backend b]\n"             /* 6 */
-				 "address = 127.0.0.1:1143,\n" /* 7 */
-				 "  [::1]:143\n"              /* 8 */
-				 "connect_timeout = 3s\n");   /* 9 */
+	struct config *c = parse(LISTENER_A                    /* 1-5 */
+	                         "[backend b]\n"               /* 6 */
+	                         "address = 127.0.0.1:1143,\n" /* 7 */
+	                         "  [::1]:143\n"               /* 8 */
+	                         "connect_timeout = 3s\n");    /* 9 */
 	(void)state;
 
 	expect_errors(c, NULL);
@@ -953,31 +965,32 @@ parse__address_continuation_ipv6__not_a_section(void **state)
 static void
 parse__many_problems__all_collected_in_order(void **state)
 {
-	struct config *c = parse("[global]\n"                    /* 1 */
-				 "syslog = perhaps\n"            /* 2 */
-				 "[backend b]\n"                 /* 3 */
-				 "address = 127.0.0.1:1143\n"    /* 4 */
-				 "retries = 3\n"                 /* 5 */
-				 "[listener a]\n"                /* 6 */
-				 "protocol = imap\n"             /* 7 */
-				 "listen = 127.0.0.1:10993\n"    /* 8 */
-				 "backend = b\n"                 /* 9 */
-				 "cert = c.pem\n"                /* 10 */
-				 "min_version = TLSv1\n"         /* 11 */
-				 "idle_timeout = forever\n"      /* 12 */
-				 "[listener z]\n"                /* 13 */
-				 "protocol = pop3\n"             /* 14 */
-				 "backend = nowhere\n"           /* 15 */
-				 "cert = c.pem\n");              /* 16 */
+	struct config *c = parse("[global]\n"                 /* 1 */
+	                         "syslog = perhaps\n"         /* 2 */
+	                         "[backend b]\n"              /* 3 */
+	                         "address = 127.0.0.1:1143\n" /* 4 */
+	                         "retries = 3\n"              /* 5 */
+	                         "[listener a]\n"             /* 6 */
+	                         "protocol = imap\n"          /* 7 */
+	                         "listen = 127.0.0.1:10993\n" /* 8 */
+	                         "backend = b\n"              /* 9 */
+	                         "cert = c.pem\n"             /* 10 */
+	                         "min_version = TLSv1\n"      /* 11 */
+	                         "idle_timeout = forever\n"   /* 12 */
+	                         "[listener z]\n"             /* 13 */
+	                         "protocol = pop3\n"          /* 14 */
+	                         "backend = nowhere\n"        /* 15 */
+	                         "cert = c.pem\n");           /* 16 */
 	(void)state;
 
-	expect_errors(c, "test.ini:2: syslog: expected yes or no",
-		      "test.ini:5: unknown key \"retries\" in [backend b]",
-		      "test.ini:11: min_version: expected TLSv1.2 or TLSv1.3 (older versions are never "
-		      "allowed), not \"TLSv1\"",
-		      "test.ini:12: idle_timeout: bad duration \"forever\"",
-		      "test.ini:13: [listener z]: missing \"listen\"",
-		      "test.ini:15: backend: no [backend nowhere] section", NULL);
+	expect_errors(
+	    c, "test.ini:2: syslog: expected yes or no",
+	    "test.ini:5: unknown key \"retries\" in [backend b]",
+	    "test.ini:11: min_version: expected TLSv1.2 or TLSv1.3 (older versions are never "
+	    "allowed), not \"TLSv1\"",
+	    "test.ini:12: idle_timeout: bad duration \"forever\"",
+	    "test.ini:13: [listener z]: missing \"listen\"",
+	    "test.ini:15: backend: no [backend nowhere] section", NULL);
 }
 
 static void
@@ -1005,8 +1018,8 @@ static void
 parse__crlf_line_endings__parsed(void **state)
 {
 	struct config *c = parse("[backend b]\r\naddress = 127.0.0.1:1143\r\n"
-				 "[listener a]\r\nprotocol = imap\r\nlisten = 127.0.0.1:10993\r\n"
-				 "backend = b\r\ncert = c.pem\r\nbogus = 1\r\n");
+	                         "[listener a]\r\nprotocol = imap\r\nlisten = 127.0.0.1:10993\r\n"
+	                         "backend = b\r\ncert = c.pem\r\nbogus = 1\r\n");
 	(void)state;
 
 	expect_errors(c, "test.ini:8: unknown key \"bogus\" in [listener a]", NULL);
@@ -1039,9 +1052,9 @@ duration__units__converted_to_seconds(void **state)
 		const char *s;
 		double v;
 	} ok[] = {
-		{"0", 0},        {"30", 30},       {"30s", 30},     {"500ms", 0.5}, {"1.5s", 1.5},
-		{"5m", 300},     {"2h", 7200},     {"168h", 604800}, {"604800", 604800},
-		{"1 s", 1},      {"250 ms", 0.25}, {"0.5m", 30},
+	    {"0", 0},           {"30", 30},  {"30s", 30},      {"500ms", 0.5},
+	    {"1.5s", 1.5},      {"5m", 300}, {"2h", 7200},     {"168h", 604800},
+	    {"604800", 604800}, {"1 s", 1},  {"250 ms", 0.25}, {"0.5m", 30},
 	};
 	(void)state;
 
@@ -1056,9 +1069,9 @@ duration__units__converted_to_seconds(void **state)
 static void
 duration__garbage_negative_or_too_long__refused_out_untouched(void **state)
 {
-	static const char *const bad[] = {"",    "s",     "ms",   "-1",   "-0.5s", "5x",
-					  "5sec", "5 min", "1d",   "169h", "604801", "1e400",
-					  "inf", "nan",   "5s5",  "10ms ", "10 h h"};
+	static const char *const bad[] = {"",     "s",     "ms",  "-1",    "-0.5s",  "5x",
+	                                  "5sec", "5 min", "1d",  "169h",  "604801", "1e400",
+	                                  "inf",  "nan",   "5s5", "10ms ", "10 h h"};
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1148,9 +1161,20 @@ static void
 addr__malformed__refused(void **state)
 {
 	static const char *const bad[] = {
-		"",           "127.0.0.1",      "127.0.0.1:",    "127.0.0.1:0",  "127.0.0.1:65536",
-		"127.0.0.1:-1", "127.0.0.1:25x", "::1:143",       "[::1]",        "[::1]143",
-		"[::1]:",     "[::1:143",       "1.2.3.4:25:26", "127.0.0.1:25 x",
+	    "",
+	    "127.0.0.1",
+	    "127.0.0.1:",
+	    "127.0.0.1:0",
+	    "127.0.0.1:65536",
+	    "127.0.0.1:-1",
+	    "127.0.0.1:25x",
+	    "::1:143",
+	    "[::1]",
+	    "[::1]143",
+	    "[::1]:",
+	    "[::1:143",
+	    "1.2.3.4:25:26",
+	    "127.0.0.1:25 x",
 	};
 	(void)state;
 
@@ -1163,8 +1187,8 @@ addr__malformed__refused(void **state)
 	}
 }
 
-/* Regression test, fixed (was a bug in config.c, config_parse_addr): trailing blanks after the port are skipped by
- * the parser but the original port string ("143 ") is handed to getaddrinfo with
+/* Regression test, fixed (was a bug in config.c, config_parse_addr): trailing blanks after the port
+ * are skipped by the parser but the original port string ("143 ") is handed to getaddrinfo with
  * AI_NUMERICSERV, which refuses it. So "address = 127.0.0.1:1143 , [::1]:143" fails
  * while "127.0.0.1:1143, [::1]:143" works. Expected: accepted. */
 static void
@@ -1300,7 +1324,8 @@ load__shipped_example_configs__no_errors(void **state)
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (access(files[i], R_OK) != 0) {
-			print_message("%s not found (not run from the repository root?)\n", files[i]);
+			print_message("%s not found (not run from the repository root?)\n",
+			              files[i]);
 			skip();
 		}
 		struct config *c = own_cfg(config_load(files[i]));
@@ -1313,76 +1338,97 @@ int
 main(void)
 {
 	const struct CMUnitTest parse_tests[] = {
-		cmocka_unit_test_teardown(parse__good_full_config__no_errors, free_owned),
-		cmocka_unit_test_teardown(parse__good_full_config__global_values, free_owned),
-		cmocka_unit_test_teardown(parse__good_full_config__backends_with_failover_list, free_owned),
-		cmocka_unit_test_teardown(parse__good_full_config__listeners_in_file_order_with_values, free_owned),
-		cmocka_unit_test_teardown(parse__minimal_listeners__defaults_applied, free_owned),
-		cmocka_unit_test_teardown(parse__bool_spellings__accepted, free_owned),
-		cmocka_unit_test_teardown(parse__unknown_section__reported_and_its_keys_ignored, free_owned),
-		cmocka_unit_test_teardown(parse__section_without_name_or_with_two__reported, free_owned),
-		cmocka_unit_test_teardown(parse__unknown_key_in_global__reported, free_owned),
-		cmocka_unit_test_teardown(parse__unknown_key_in_listener__reported, free_owned),
-		cmocka_unit_test_teardown(parse__unknown_key_in_backend__reported, free_owned),
-		cmocka_unit_test_teardown(parse__key_before_any_section__reported, free_owned),
-		cmocka_unit_test_teardown(parse__bad_durations__each_reported, free_owned),
-		cmocka_unit_test_teardown(parse__bad_global_values__reported, free_owned),
-		cmocka_unit_test_teardown(parse__bad_protocol__reported_at_its_line, free_owned),
-		cmocka_unit_test_teardown(parse__bad_tls_mode__reported, free_owned),
-		cmocka_unit_test_teardown(parse__starttls_listener__keys_and_defaults, free_owned),
-		cmocka_unit_test_teardown(parse__starttls_listener__defaults, free_owned),
-		cmocka_unit_test_teardown(parse__starttls_bad_values__reported, free_owned),
-		cmocka_unit_test_teardown(parse__security_level_on_implicit__refused, free_owned),
-		cmocka_unit_test_teardown(parse__bad_listen_address__reported, free_owned),
-		cmocka_unit_test_teardown(parse__min_version_below_tls12__refused, free_owned),
-		cmocka_unit_test_teardown(parse__min_version_any_case__accepted, free_owned),
-		cmocka_unit_test_teardown(parse__listener_missing_everything__reported_at_section_header, free_owned),
-		cmocka_unit_test_teardown(parse__listener_missing_cert__reported_at_section_header, free_owned),
-		cmocka_unit_test_teardown(parse__backend_name_without_section__reported_at_backend_line, free_owned),
-		cmocka_unit_test_teardown(parse__backend_without_address__reported_at_section_header, free_owned),
-		cmocka_unit_test_teardown(parse__backend_bad_address_in_list__reported_at_address_line, free_owned),
-		cmocka_unit_test_teardown(parse__backend_more_than_max_addresses__reported, free_owned),
-		cmocka_unit_test_teardown(parse__duplicate_string_key__reported_first_value_kept, free_owned),
-		cmocka_unit_test_teardown(parse__duplicate_keys_of_each_string_kind__reported, free_owned),
-		cmocka_unit_test_teardown(parse__duplicate_scalar_key__reported, free_owned),
-		cmocka_unit_test_teardown(parse__duplicate_sections__reported_at_second_header, free_owned),
-		cmocka_unit_test_teardown(parse__two_listeners_same_address__reported_at_second, free_owned),
-		cmocka_unit_test_teardown(parse__syntax_error__reported_at_its_line, free_owned),
-		cmocka_unit_test_teardown(parse__several_syntax_errors__each_reported, free_owned),
-		cmocka_unit_test_teardown(parse__line_fits_inih_buffer__accepted_whole, free_owned),
-		cmocka_unit_test_teardown(parse__line_longer_than_inih_buffer__reported_and_next_lines_counted, free_owned),
-		cmocka_unit_test_teardown(parse__very_long_line__reported_once, free_owned),
-		cmocka_unit_test_teardown(parse__indented_continuation__appends_to_list_values, free_owned),
-		cmocka_unit_test_teardown(parse__continuation_with_inline_comment__comment_not_in_value, free_owned),
-		cmocka_unit_test_teardown(parse__address_continuation__adds_failover_addresses, free_owned),
-		cmocka_unit_test_teardown(parse__address_continuation_ipv6__not_a_section, free_owned),
-		cmocka_unit_test_teardown(parse__many_problems__all_collected_in_order, free_owned),
-		cmocka_unit_test_teardown(parse__empty_text__no_listener_reported, free_owned),
-		cmocka_unit_test_teardown(parse__only_comments_and_global__no_listener_reported, free_owned),
-		cmocka_unit_test_teardown(parse__crlf_line_endings__parsed, free_owned),
-		cmocka_unit_test_teardown(parse__null_path__placeholder_used, free_owned),
-		cmocka_unit_test_teardown(free__null__no_crash, free_owned),
-		cmocka_unit_test_teardown(duration__units__converted_to_seconds, free_owned),
-		cmocka_unit_test_teardown(duration__garbage_negative_or_too_long__refused_out_untouched, free_owned),
-		cmocka_unit_test_teardown(addr__ipv4_host_port__one_address, free_owned),
-		cmocka_unit_test_teardown(addr__bracketed_ipv6__one_address, free_owned),
-		cmocka_unit_test_teardown(addr__wildcard_passive__any_address, free_owned),
-		cmocka_unit_test_teardown(addr__max_one__at_most_one_result, free_owned),
-		cmocka_unit_test_teardown(addr__localhost_name__resolves, free_owned),
-		cmocka_unit_test_teardown(addr__malformed__refused, free_owned),
-		cmocka_unit_test_teardown(addr__trailing_blank_after_port__accepted, free_owned),
+	    cmocka_unit_test_teardown(parse__good_full_config__no_errors, free_owned),
+	    cmocka_unit_test_teardown(parse__good_full_config__global_values, free_owned),
+	    cmocka_unit_test_teardown(parse__good_full_config__backends_with_failover_list,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__good_full_config__listeners_in_file_order_with_values,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__minimal_listeners__defaults_applied, free_owned),
+	    cmocka_unit_test_teardown(parse__bool_spellings__accepted, free_owned),
+	    cmocka_unit_test_teardown(parse__unknown_section__reported_and_its_keys_ignored,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__section_without_name_or_with_two__reported,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__unknown_key_in_global__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__unknown_key_in_listener__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__unknown_key_in_backend__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__key_before_any_section__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__bad_durations__each_reported, free_owned),
+	    cmocka_unit_test_teardown(parse__bad_global_values__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__bad_protocol__reported_at_its_line, free_owned),
+	    cmocka_unit_test_teardown(parse__bad_tls_mode__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__starttls_listener__keys_and_defaults, free_owned),
+	    cmocka_unit_test_teardown(parse__starttls_listener__defaults, free_owned),
+	    cmocka_unit_test_teardown(parse__starttls_bad_values__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__security_level_on_implicit__refused, free_owned),
+	    cmocka_unit_test_teardown(parse__bad_listen_address__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__min_version_below_tls12__refused, free_owned),
+	    cmocka_unit_test_teardown(parse__min_version_any_case__accepted, free_owned),
+	    cmocka_unit_test_teardown(
+	        parse__listener_missing_everything__reported_at_section_header, free_owned),
+	    cmocka_unit_test_teardown(parse__listener_missing_cert__reported_at_section_header,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__backend_name_without_section__reported_at_backend_line,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__backend_without_address__reported_at_section_header,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__backend_bad_address_in_list__reported_at_address_line,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__backend_more_than_max_addresses__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__duplicate_string_key__reported_first_value_kept,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__duplicate_keys_of_each_string_kind__reported,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__duplicate_scalar_key__reported, free_owned),
+	    cmocka_unit_test_teardown(parse__duplicate_sections__reported_at_second_header,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__two_listeners_same_address__reported_at_second,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__syntax_error__reported_at_its_line, free_owned),
+	    cmocka_unit_test_teardown(parse__several_syntax_errors__each_reported, free_owned),
+	    cmocka_unit_test_teardown(parse__line_fits_inih_buffer__accepted_whole, free_owned),
+	    cmocka_unit_test_teardown(
+	        parse__line_longer_than_inih_buffer__reported_and_next_lines_counted, free_owned),
+	    cmocka_unit_test_teardown(parse__very_long_line__reported_once, free_owned),
+	    cmocka_unit_test_teardown(parse__indented_continuation__appends_to_list_values,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__continuation_with_inline_comment__comment_not_in_value,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__address_continuation__adds_failover_addresses,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__address_continuation_ipv6__not_a_section, free_owned),
+	    cmocka_unit_test_teardown(parse__many_problems__all_collected_in_order, free_owned),
+	    cmocka_unit_test_teardown(parse__empty_text__no_listener_reported, free_owned),
+	    cmocka_unit_test_teardown(parse__only_comments_and_global__no_listener_reported,
+	                              free_owned),
+	    cmocka_unit_test_teardown(parse__crlf_line_endings__parsed, free_owned),
+	    cmocka_unit_test_teardown(parse__null_path__placeholder_used, free_owned),
+	    cmocka_unit_test_teardown(free__null__no_crash, free_owned),
+	    cmocka_unit_test_teardown(duration__units__converted_to_seconds, free_owned),
+	    cmocka_unit_test_teardown(duration__garbage_negative_or_too_long__refused_out_untouched,
+	                              free_owned),
+	    cmocka_unit_test_teardown(addr__ipv4_host_port__one_address, free_owned),
+	    cmocka_unit_test_teardown(addr__bracketed_ipv6__one_address, free_owned),
+	    cmocka_unit_test_teardown(addr__wildcard_passive__any_address, free_owned),
+	    cmocka_unit_test_teardown(addr__max_one__at_most_one_result, free_owned),
+	    cmocka_unit_test_teardown(addr__localhost_name__resolves, free_owned),
+	    cmocka_unit_test_teardown(addr__malformed__refused, free_owned),
+	    cmocka_unit_test_teardown(addr__trailing_blank_after_port__accepted, free_owned),
 	};
 	const struct CMUnitTest load_tests[] = {
-		cmocka_unit_test_teardown(load__missing_file__cannot_open_reported, free_owned),
-		cmocka_unit_test_teardown(load__file_in_temp_dir__parsed_with_path_in_errors, free_owned),
-		cmocka_unit_test_teardown(load__good_file__no_errors, free_owned),
-		cmocka_unit_test_teardown(load__file_with_nul_byte__refused, free_owned),
-		cmocka_unit_test_teardown(load__file_over_one_mib__refused, free_owned),
-		cmocka_unit_test_teardown(load__shipped_example_configs__no_errors, free_owned),
+	    cmocka_unit_test_teardown(load__missing_file__cannot_open_reported, free_owned),
+	    cmocka_unit_test_teardown(load__file_in_temp_dir__parsed_with_path_in_errors,
+	                              free_owned),
+	    cmocka_unit_test_teardown(load__good_file__no_errors, free_owned),
+	    cmocka_unit_test_teardown(load__file_with_nul_byte__refused, free_owned),
+	    cmocka_unit_test_teardown(load__file_over_one_mib__refused, free_owned),
+	    cmocka_unit_test_teardown(load__shipped_example_configs__no_errors, free_owned),
 	};
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("config_parse", parse_tests, NULL, NULL);
-	failed += cmocka_run_group_tests_name("config_load", load_tests, make_tmpdir, remove_tmpdir);
+	failed +=
+	    cmocka_run_group_tests_name("config_load", load_tests, make_tmpdir, remove_tmpdir);
 	return failed;
 }

@@ -13,19 +13,19 @@
 #define HOST "mail.example.test"
 
 /* Real capability lists (Dovecot 2.3). */
-#define DOVECOT_GREETING                                                                 \
-	"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS " \
+#define DOVECOT_GREETING                                                                           \
+	"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS "     \
 	"AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
-#define DOVECOT_PRE_CAPS                                                                 \
+#define DOVECOT_PRE_CAPS                                                                           \
 	"IMAP4rev1\nSASL-IR\nLOGIN-REFERRALS\nID\nENABLE\nIDLE\nLITERAL+\nSTARTTLS\nAUTH=PLAIN"
-#define DOVECOT_POST_A                                                                   \
-	"IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES " \
-	"THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN " \
-	"NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "         \
-	"SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY " \
+#define DOVECOT_POST_A                                                                             \
+	"IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "    \
+	"THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "    \
+	"NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "             \
+	"SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY "     \
 	"PREVIEW STATUS=SIZE SAVEDATE"
-#define DOVECOT_POST_B " NOTIFY SPECIAL-USE"
-#define DOVECOT_POST DOVECOT_POST_A " LITERAL+" DOVECOT_POST_B
+#define DOVECOT_POST_B     " NOTIFY SPECIAL-USE"
+#define DOVECOT_POST       DOVECOT_POST_A " LITERAL+" DOVECOT_POST_B
 #define DOVECOT_CAPABILITY "* CAPABILITY " DOVECOT_POST "\r\n"
 
 static const struct protocol *const P = &protocol_imap;
@@ -51,8 +51,8 @@ expect_bytes(const char *what, const char *got, size_t gotlen, const char *exp, 
 {
 	if (gotlen == explen && memcmp(got, exp, gotlen) == 0)
 		return;
-	print_error("%s:\n got (%zu): [%.*s]\n exp (%zu): [%.*s]\n", what, gotlen, (int)gotlen,
-		    got, explen, (int)explen, exp);
+	print_error("%s:\n got (%zu): [%.*s]\n exp (%zu): [%.*s]\n", what, gotlen, (int)gotlen, got,
+	            explen, (int)explen, exp);
 	fail();
 }
 
@@ -74,64 +74,67 @@ struct dline {
 
 #define CAPS_MAY "IMAP4rev1 ID ENABLE IDLE SASL-IR AUTH=PLAIN STARTTLS"
 #define CAPS_ENC "IMAP4rev1 ID ENABLE IDLE STARTTLS LOGINDISABLED"
-#define SYNTAX "* BAD Error in IMAP command received by server.\r\n"
-#define NO_PLAIN                                                                         \
+#define SYNTAX   "* BAD Error in IMAP command received by server.\r\n"
+#define NO_PLAIN                                                                                   \
 	" NO [PRIVACYREQUIRED] Plaintext authentication disallowed: issue STARTTLS first.\r\n"
 #define NOT_PERMITTED " BAD [PRIVACYREQUIRED] Command not permitted before STARTTLS.\r\n"
-#define BOTH(in, out, act) {PROTO_LEVEL_MAY, in, 0, out, act}, {PROTO_LEVEL_ENCRYPT, in, 0, out, act}
-#define TAG129                                                                           \
-	"t23456789012345678901234567890123456789012345678901234567890123456789012345678901234" \
+#define BOTH(in, out, act)                                                                         \
+	{PROTO_LEVEL_MAY, in, 0, out, act},                                                        \
+	{                                                                                          \
+		PROTO_LEVEL_ENCRYPT, in, 0, out, act                                               \
+	}
+#define TAG129                                                                                     \
+	"t23456789012345678901234567890123456789012345678901234567890123456789012345678901234"     \
 	"567890123456789012345678901234567890123456789"
 
 static const struct dline dialogue[] = {
-	{PROTO_LEVEL_MAY, "a CAPABILITY\r\n", 0,
-	 "* CAPABILITY " CAPS_MAY "\r\na OK Capability completed.\r\n", PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a CAPABILITY\r\n", 0,
-	 "* CAPABILITY " CAPS_ENC "\r\na OK Capability completed.\r\n", PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "A1 capability\n", 0,
-	 "* CAPABILITY " CAPS_MAY "\r\nA1 OK Capability completed.\r\n", PROTO_CONTINUE},
-	BOTH("a NOOP\r\n", "a OK NOOP completed.\r\n", PROTO_CONTINUE),
-	BOTH("a001 noop\n", "a001 OK NOOP completed.\r\n", PROTO_CONTINUE),
-	BOTH("a NOOP \r\n", "a OK NOOP completed.\r\n", PROTO_CONTINUE),
-	BOTH("a LOGOUT\r\n", "* BYE Logging out\r\na OK Logout completed.\r\n", PROTO_CLOSE),
-	BOTH("z LoGoUt\n", "* BYE Logging out\r\nz OK Logout completed.\r\n", PROTO_CLOSE),
-	BOTH("a STARTTLS\r\n", "a OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
-	BOTH("x1 starttls\n", "x1 OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
-	BOTH("a StartTLS\r\n", "a OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
-	BOTH("a STARTTLS now\r\n", "a BAD STARTTLS takes no arguments.\r\n", PROTO_CONTINUE),
-	BOTH("a STARTTLS {5}\r\n", "a BAD STARTTLS takes no arguments.\r\n", PROTO_CONTINUE),
-	{PROTO_LEVEL_ENCRYPT, "a LOGIN user pass\r\n", 0, "a" NO_PLAIN, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "b login \"u\" \"p\"\n", 0, "b" NO_PLAIN, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a AUTHENTICATE PLAIN\r\n", 0, "a" NO_PLAIN, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a authenticate plain AGZvbwBiYXI=\r\n", 0, "a" NO_PLAIN,
-	 PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "a LOGIN user pass\r\n", 0, "", PROTO_BACKEND},
-	{PROTO_LEVEL_MAY, "a AUTHENTICATE PLAIN\r\n", 0, "", PROTO_BACKEND},
-	{PROTO_LEVEL_ENCRYPT, "a SELECT INBOX\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a ID NIL\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a STARTTLSX\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a XSTARTTLS\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "a SELECT INBOX\r\n", 0, "", PROTO_BACKEND},
-	{PROTO_LEVEL_MAY, "a ENABLE IMAP4rev2\n", 0, "", PROTO_BACKEND},
-	{PROTO_LEVEL_MAY, "a STARTTLSX\r\n", 0, "", PROTO_BACKEND},
-	BOTH("\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("a\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("a \r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH(" NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("* NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("+ NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("a{ NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("a\" STARTTLS\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH("\xc3\xa9 NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	BOTH(TAG129 " NOOP\r\n", SYNTAX, PROTO_CONTINUE),
-	{PROTO_LEVEL_MAY, "a NO\0OP\r\n", 9, SYNTAX, PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "a NO\0OP\r\n", 9, SYNTAX, PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "a STARTTLS\0\r\n", 13, SYNTAX, PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "\0\r\n", 3, SYNTAX, PROTO_CONTINUE},
-	/* Two lines handed over as one: never taken for the first. */
-	BOTH("a STARTTLS\r\nb NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    {PROTO_LEVEL_MAY, "a CAPABILITY\r\n", 0,
+     "* CAPABILITY " CAPS_MAY "\r\na OK Capability completed.\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a CAPABILITY\r\n", 0,
+     "* CAPABILITY " CAPS_ENC "\r\na OK Capability completed.\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "A1 capability\n", 0,
+     "* CAPABILITY " CAPS_MAY "\r\nA1 OK Capability completed.\r\n", PROTO_CONTINUE},
+    BOTH("a NOOP\r\n", "a OK NOOP completed.\r\n", PROTO_CONTINUE),
+    BOTH("a001 noop\n", "a001 OK NOOP completed.\r\n", PROTO_CONTINUE),
+    BOTH("a NOOP \r\n", "a OK NOOP completed.\r\n", PROTO_CONTINUE),
+    BOTH("a LOGOUT\r\n", "* BYE Logging out\r\na OK Logout completed.\r\n", PROTO_CLOSE),
+    BOTH("z LoGoUt\n", "* BYE Logging out\r\nz OK Logout completed.\r\n", PROTO_CLOSE),
+    BOTH("a STARTTLS\r\n", "a OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
+    BOTH("x1 starttls\n", "x1 OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
+    BOTH("a StartTLS\r\n", "a OK Begin TLS negotiation now.\r\n", PROTO_STARTTLS),
+    BOTH("a STARTTLS now\r\n", "a BAD STARTTLS takes no arguments.\r\n", PROTO_CONTINUE),
+    BOTH("a STARTTLS {5}\r\n", "a BAD STARTTLS takes no arguments.\r\n", PROTO_CONTINUE),
+    {PROTO_LEVEL_ENCRYPT, "a LOGIN user pass\r\n", 0, "a" NO_PLAIN, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "b login \"u\" \"p\"\n", 0, "b" NO_PLAIN, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a AUTHENTICATE PLAIN\r\n", 0, "a" NO_PLAIN, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a authenticate plain AGZvbwBiYXI=\r\n", 0, "a" NO_PLAIN, PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "a LOGIN user pass\r\n", 0, "", PROTO_BACKEND},
+    {PROTO_LEVEL_MAY, "a AUTHENTICATE PLAIN\r\n", 0, "", PROTO_BACKEND},
+    {PROTO_LEVEL_ENCRYPT, "a SELECT INBOX\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a ID NIL\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a STARTTLSX\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a XSTARTTLS\r\n", 0, "a" NOT_PERMITTED, PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "a SELECT INBOX\r\n", 0, "", PROTO_BACKEND},
+    {PROTO_LEVEL_MAY, "a ENABLE IMAP4rev2\n", 0, "", PROTO_BACKEND},
+    {PROTO_LEVEL_MAY, "a STARTTLSX\r\n", 0, "", PROTO_BACKEND},
+    BOTH("\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("a\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("a \r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH(" NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("* NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("+ NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("a{ NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("a\" STARTTLS\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH("\xc3\xa9 NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    BOTH(TAG129 " NOOP\r\n", SYNTAX, PROTO_CONTINUE),
+    {PROTO_LEVEL_MAY, "a NO\0OP\r\n", 9, SYNTAX, PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "a NO\0OP\r\n", 9, SYNTAX, PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "a STARTTLS\0\r\n", 13, SYNTAX, PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "\0\r\n", 3, SYNTAX, PROTO_CONTINUE},
+    /* Two lines handed over as one: never taken for the first. */
+    BOTH("a STARTTLS\r\nb NOOP\r\n", SYNTAX, PROTO_CONTINUE),
 };
 
 static void
@@ -163,7 +166,7 @@ dialogue__tag_of_128__accepted(void **unused)
 	(void)unused;
 	snprintf(line, sizeof(line), "%.128s NOOP\r\n", TAG129);
 	assert_int_equal(P->client_line(fresh(&cfg_enc, 0), &cfg_enc, line, strlen(line), &out),
-			 PROTO_CONTINUE);
+	                 PROTO_CONTINUE);
 	assert_int_equal(out.len, 128 + strlen(" OK NOOP completed.\r\n"));
 }
 
@@ -203,10 +206,10 @@ invalid_budget__tenth_invalid__bye_and_close(void **unused)
 				out.len = 0;
 				/* valid commands in between do not count */
 				assert_int_equal(P->client_line(st, cfg, "v NOOP\r\n", 8, &out),
-						 PROTO_CONTINUE);
+				                 PROTO_CONTINUE);
 				out.len = 0;
 				enum proto_action a =
-					P->client_line(st, cfg, bad[b], strlen(bad[b]), &out);
+				    P->client_line(st, cfg, bad[b], strlen(bad[b]), &out);
 				if (i < 10) {
 					assert_int_equal(a, PROTO_CONTINUE);
 					assert_true(out.len > 0);
@@ -214,7 +217,7 @@ invalid_budget__tenth_invalid__bye_and_close(void **unused)
 				} else {
 					assert_int_equal(a, PROTO_CLOSE);
 					expect_out(&out,
-						   "* BYE Too many invalid IMAP commands.\r\n");
+					           "* BYE Too many invalid IMAP commands.\r\n");
 				}
 			}
 		}
@@ -231,7 +234,7 @@ invalid_budget__refused_login_counts__on_encrypt(void **unused)
 	for (i = 1; i < 10; i++) {
 		out.len = 0;
 		assert_int_equal(P->client_line(st, &cfg_enc, "a LOGIN u p\r\n", 13, &out),
-				 PROTO_CONTINUE);
+		                 PROTO_CONTINUE);
 	}
 	out.len = 0;
 	assert_int_equal(P->client_line(st, &cfg_enc, "a NO\0P\r\n", 8, &out), PROTO_CLOSE);
@@ -261,7 +264,7 @@ starttls__pipelined_commands__nothing_survives(void **unused)
 	/* never answered before TLS again, not even a second STARTTLS */
 	out.len = 0;
 	assert_int_equal(P->client_line(st, &cfg_may, buf + 12, sizeof(buf) - 13, &out),
-			 PROTO_CLOSE);
+	                 PROTO_CLOSE);
 	assert_int_equal(P->client_line(st, &cfg_may, "c STARTTLS\r\n", 12, &out), PROTO_CLOSE);
 	assert_int_equal(out.len, 0);
 }
@@ -273,8 +276,7 @@ dialogue__after_backend__no_more_lines(void **unused)
 	void *st = fresh(&cfg_may, 0);
 
 	(void)unused;
-	assert_int_equal(P->client_line(st, &cfg_may, "a LOGIN u p\r\n", 13, &out),
-			 PROTO_BACKEND);
+	assert_int_equal(P->client_line(st, &cfg_may, "a LOGIN u p\r\n", 13, &out), PROTO_BACKEND);
 	assert_int_equal(P->client_line(st, &cfg_may, "b STARTTLS\r\n", 12, &out), PROTO_CLOSE);
 	assert_int_equal(out.len, 0);
 }
@@ -288,34 +290,34 @@ struct capcase {
 };
 
 static const struct capcase capcases[] = {
-	{DOVECOT_PRE_CAPS, PROTO_LEVEL_MAY,
-	 "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=PLAIN STARTTLS"},
-	{DOVECOT_PRE_CAPS, PROTO_LEVEL_ENCRYPT,
-	 "IMAP4rev1 LOGIN-REFERRALS ID ENABLE IDLE STARTTLS LOGINDISABLED"},
-	{DOVECOT_POST, PROTO_LEVEL_MAY, DOVECOT_POST_A DOVECOT_POST_B " STARTTLS"},
-	{DOVECOT_POST, PROTO_LEVEL_ENCRYPT,
-	 "IMAP4rev1 LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
-	 "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
-	 "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "
-	 "SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY "
-	 "PREVIEW STATUS=SIZE SAVEDATE NOTIFY SPECIAL-USE STARTTLS LOGINDISABLED"},
-	/* Courier-IMAP greeting list */
-	{"IMAP4rev1\nUIDPLUS\nCHILDREN\nNAMESPACE\nTHREAD=ORDEREDSUBJECT\nTHREAD=REFERENCES\n"
-	 "SORT\nQUOTA\nIDLE\nACL\nACL2=UNION\nSTARTTLS",
-	 PROTO_LEVEL_ENCRYPT,
-	 "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT "
-	 "QUOTA IDLE ACL ACL2=UNION STARTTLS LOGINDISABLED"},
-	/* a backend with LOGINDISABLED, LITERAL-, several AUTH=, case variants */
-	{"imap4rev1\nLOGINDISABLED\nLITERAL-\nauth=PLAIN\nAUTH=GSSAPI\nstarttls\nsasl-ir\nMOVE",
-	 PROTO_LEVEL_ENCRYPT, "IMAP4rev1 MOVE STARTTLS LOGINDISABLED"},
-	{"imap4rev1\nLOGINDISABLED\nLITERAL-\nauth=PLAIN\nAUTH=GSSAPI\nstarttls\nsasl-ir\nMOVE",
-	 PROTO_LEVEL_MAY, "IMAP4rev1 auth=PLAIN AUTH=GSSAPI sasl-ir MOVE STARTTLS"},
-	/* CRLF, blanks, and atoms that are not atoms are skipped */
-	{"IDLE\r\n\r\n  MOVE \nBAD]ATOM\nX(Y\nQUOTA\n", PROTO_LEVEL_MAY,
-	 "IMAP4rev1 IDLE MOVE QUOTA STARTTLS"},
-	{NULL, PROTO_LEVEL_MAY, CAPS_MAY},
-	{"", PROTO_LEVEL_ENCRYPT, CAPS_ENC},
-	{" \n\n", PROTO_LEVEL_ENCRYPT, CAPS_ENC},
+    {DOVECOT_PRE_CAPS, PROTO_LEVEL_MAY,
+     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE AUTH=PLAIN STARTTLS"},
+    {DOVECOT_PRE_CAPS, PROTO_LEVEL_ENCRYPT,
+     "IMAP4rev1 LOGIN-REFERRALS ID ENABLE IDLE STARTTLS LOGINDISABLED"},
+    {DOVECOT_POST, PROTO_LEVEL_MAY, DOVECOT_POST_A DOVECOT_POST_B " STARTTLS"},
+    {DOVECOT_POST, PROTO_LEVEL_ENCRYPT,
+     "IMAP4rev1 LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+     "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+     "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "
+     "SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY "
+     "PREVIEW STATUS=SIZE SAVEDATE NOTIFY SPECIAL-USE STARTTLS LOGINDISABLED"},
+    /* Courier-IMAP greeting list */
+    {"IMAP4rev1\nUIDPLUS\nCHILDREN\nNAMESPACE\nTHREAD=ORDEREDSUBJECT\nTHREAD=REFERENCES\n"
+     "SORT\nQUOTA\nIDLE\nACL\nACL2=UNION\nSTARTTLS",
+     PROTO_LEVEL_ENCRYPT,
+     "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT "
+     "QUOTA IDLE ACL ACL2=UNION STARTTLS LOGINDISABLED"},
+    /* a backend with LOGINDISABLED, LITERAL-, several AUTH=, case variants */
+    {"imap4rev1\nLOGINDISABLED\nLITERAL-\nauth=PLAIN\nAUTH=GSSAPI\nstarttls\nsasl-ir\nMOVE",
+     PROTO_LEVEL_ENCRYPT, "IMAP4rev1 MOVE STARTTLS LOGINDISABLED"},
+    {"imap4rev1\nLOGINDISABLED\nLITERAL-\nauth=PLAIN\nAUTH=GSSAPI\nstarttls\nsasl-ir\nMOVE",
+     PROTO_LEVEL_MAY, "IMAP4rev1 auth=PLAIN AUTH=GSSAPI sasl-ir MOVE STARTTLS"},
+    /* CRLF, blanks, and atoms that are not atoms are skipped */
+    {"IDLE\r\n\r\n  MOVE \nBAD]ATOM\nX(Y\nQUOTA\n", PROTO_LEVEL_MAY,
+     "IMAP4rev1 IDLE MOVE QUOTA STARTTLS"},
+    {NULL, PROTO_LEVEL_MAY, CAPS_MAY},
+    {"", PROTO_LEVEL_ENCRYPT, CAPS_ENC},
+    {" \n\n", PROTO_LEVEL_ENCRYPT, CAPS_ENC},
 };
 
 static void
@@ -332,12 +334,12 @@ caps__real_backend_lists__filtered_per_level(void **unused)
 		print_message("case %zu\n", i);
 		P->client_line(fresh(&cfg, 0), &cfg, "c CAPABILITY\r\n", 14, &out);
 		snprintf(want, sizeof(want), "* CAPABILITY %s\r\nc OK Capability completed.\r\n",
-			 capcases[i].want);
+		         capcases[i].want);
 		expect_out(&out, want);
 		out.len = 0;
 		P->greeting(fresh(&cfg, 0), &cfg, &out);
 		snprintf(want, sizeof(want), "* OK [CAPABILITY %s] " HOST " IMAP ready.\r\n",
-			 capcases[i].want);
+		         capcases[i].want);
 		expect_out(&out, want);
 	}
 }
@@ -380,21 +382,21 @@ static void
 backend_line__greetings__done_or_fail(void **unused)
 {
 	static const struct bline cases[] = {
-		{DOVECOT_GREETING, PROTO_B_DONE},
-		{"* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE STARTTLS] Courier-IMAP "
-		 "ready. Copyright 1998-2018 Double Precision, Inc.\r\n",
-		 PROTO_B_DONE},
-		{"* OK\r\n", PROTO_B_DONE},
-		{"* ok IMAP4rev1 server ready\n", PROTO_B_DONE},
-		{"* OK Dovecot ready.", PROTO_B_DONE}, /* broken backend: no line end */
-		{"* PREAUTH [CAPABILITY IMAP4rev1] Logged in as joe\r\n", PROTO_B_FAIL},
-		{"* BYE [UNAVAILABLE] Server shutting down\r\n", PROTO_B_FAIL},
-		{"* NO go away\r\n", PROTO_B_MORE},
-		{"+OK POP3 ready\r\n", PROTO_B_FAIL},
-		{"220 smtp.example ESMTP\r\n", PROTO_B_FAIL},
-		{"a OK\r\n", PROTO_B_FAIL},
-		{"\r\n", PROTO_B_FAIL},
-		{"*OK\r\n", PROTO_B_FAIL},
+	    {DOVECOT_GREETING, PROTO_B_DONE},
+	    {"* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE STARTTLS] Courier-IMAP "
+	     "ready. Copyright 1998-2018 Double Precision, Inc.\r\n",
+	     PROTO_B_DONE},
+	    {"* OK\r\n", PROTO_B_DONE},
+	    {"* ok IMAP4rev1 server ready\n", PROTO_B_DONE},
+	    {"* OK Dovecot ready.", PROTO_B_DONE}, /* broken backend: no line end */
+	    {"* PREAUTH [CAPABILITY IMAP4rev1] Logged in as joe\r\n", PROTO_B_FAIL},
+	    {"* BYE [UNAVAILABLE] Server shutting down\r\n", PROTO_B_FAIL},
+	    {"* NO go away\r\n", PROTO_B_MORE},
+	    {"+OK POP3 ready\r\n", PROTO_B_FAIL},
+	    {"220 smtp.example ESMTP\r\n", PROTO_B_FAIL},
+	    {"a OK\r\n", PROTO_B_FAIL},
+	    {"\r\n", PROTO_B_FAIL},
+	    {"*OK\r\n", PROTO_B_FAIL},
 	};
 	size_t i;
 
@@ -404,8 +406,8 @@ backend_line__greetings__done_or_fail(void **unused)
 
 		print_message("case %zu\n", i);
 		assert_int_equal(P->backend_line(fresh(&cfg_enc, 1), &cfg_enc, cases[i].line,
-						 strlen(cases[i].line), &out),
-				 cases[i].want);
+		                                 strlen(cases[i].line), &out),
+		                 cases[i].want);
 		assert_int_equal(out.len, 0);
 	}
 }
@@ -419,10 +421,10 @@ backend_line__untagged_before_greeting__bounded(void **unused)
 
 	(void)unused;
 	assert_int_equal(P->backend_line(st, &cfg_may, "* CAPABILITY IMAP4rev1\r\n", 24, &out),
-			 PROTO_B_MORE);
-	assert_int_equal(P->backend_line(st, &cfg_may, DOVECOT_GREETING,
-					 strlen(DOVECOT_GREETING), &out),
-			 PROTO_B_DONE);
+	                 PROTO_B_MORE);
+	assert_int_equal(
+	    P->backend_line(st, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    PROTO_B_DONE);
 	st = fresh(&cfg_may, 1);
 	for (i = 0; i < 15; i++)
 		assert_int_equal(P->backend_line(st, &cfg_may, "* X\r\n", 5, &out), PROTO_B_MORE);
@@ -441,9 +443,9 @@ backend_line__may_plaintext__greeting_swallowed_nothing_replayed(void **unused)
 	P->client_line(st, &cfg_may, "a CAPABILITY\r\n", 14, &out);
 	out.len = 0;
 	assert_int_equal(P->client_line(st, &cfg_may, "b LOGIN u p\r\n", 13, &out), PROTO_BACKEND);
-	assert_int_equal(P->backend_line(st, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING),
-					 &out),
-			 PROTO_B_DONE);
+	assert_int_equal(
+	    P->backend_line(st, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    PROTO_B_DONE);
 	assert_int_equal(out.len, 0);
 }
 
@@ -466,7 +468,7 @@ static void
 expect_out_of(const struct sim *s, int dir, const char *want)
 {
 	expect_bytes(dir ? "backend->client" : "client->backend", s->out[dir], s->outlen[dir], want,
-		     strlen(want));
+	             strlen(want));
 }
 
 static void
@@ -560,125 +562,131 @@ run_scenario(const struct scenario *sc, size_t split, int onebyte, struct sim *s
 		sim_round(s);
 }
 
-#define BODY_TRAPS                                                                       \
-	"STARTTLS\r\nx STARTTLS\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\n"                    \
+#define BODY_TRAPS                                                                                 \
+	"STARTTLS\r\nx STARTTLS\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\n"                            \
 	"a OK [CAPABILITY STARTTLS] x\r\n250 STARTTLS\r\nSTLS\r\n"
 #define BODY_LEN "105"
 
 static const struct scenario scenarios[] = {
-	{"refused over TLS, pipelined",
-	 1,
-	 {{1, DOVECOT_GREETING, 0},
-	  {0, "a NOOP\r\nb STARTTLS\r\nc NOOP\r\n", 0},
-	  {1, "a OK NOOP completed.\r\nc OK NOOP completed.\r\n", 0}},
-	 {"a NOOP\r\nc NOOP\r\n",
-	  "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
-	  "AUTH=PLAIN] Dovecot (Debian) ready.\r\nb BAD TLS is already active.\r\n"
-	  "a OK NOOP completed.\r\nc OK NOOP completed.\r\n"}, 0},
-	{"refused in plaintext, any case, bare LF, extra spaces, arguments",
-	 0,
-	 {{0, "b starttls\nc  StartTLS\r\nd STARTTLS now\r\n", 0}},
-	 {"",
-	  "b BAD STARTTLS not available on this connection.\r\n"
-	  "c BAD STARTTLS not available on this connection.\r\n"
-	  "d BAD STARTTLS not available on this connection.\r\n"}, 0},
-	{"refusal waits for the end of a response with a literal",
-	 1,
-	 {{0, "a FETCH 1 BODY[]\r\n", 0},
-	  {1, "* 1 FETCH (BODY[] {" BODY_LEN "}\r\nSTARTTLS\r\nx STA", 0},
-	  {0, "b STARTTLS\r\n", 0},
-	  {1, "RTTLS\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\na OK [CAPABILITY STARTTLS] x\r\n"
-	      "250 STARTTLS\r\nSTLS\r\n)\r\na OK Fetch completed.\r\n",
-	   0}},
-	 {"a FETCH 1 BODY[]\r\n",
-	  "* 1 FETCH (BODY[] {" BODY_LEN "}\r\n" BODY_TRAPS ")\r\n"
-	  "b BAD TLS is already active.\r\na OK Fetch completed.\r\n"}, 0},
-	{"client literals, non-synchronising, hold command-like lines",
-	 1,
-	 {{0, "a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\nb STARTTLS\r\n", 0},
-	  {0, "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\n", 0},
-	  {1, "a OK\r\nc OK\r\n", 0},
-	  /* 20 digits: not a literal */
-	  {0, "d X {12345678901234567890}\r\ne STARTTLS\r\n", 0}},
-	 {"a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\n"
-	  "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\nd X {12345678901234567890}\r\n",
-	  "b BAD TLS is already active.\r\na OK\r\nc OK\r\ne BAD TLS is already active.\r\n"}, 0},
-	{"synchronising literal passes after the backend's +",
-	 1,
-	 {{0, "a LOGIN {4}\r\n", 0},
-	  {1, "+ OK\r\n", 0},
-	  {0, "joe1 {12}\r\n", 0},
-	  {1, "+ OK\r\n", 0},
-	  {0, "b STARTTLS\r\n\r\nc STARTTLS\r\n", 0},
-	  {1, "a OK Logged in\r\n", 0}},
-	 {"a LOGIN {4}\r\njoe1 {12}\r\nb STARTTLS\r\n\r\n",
-	  "+ OK\r\n+ OK\r\nc BAD TLS is already active.\r\na OK Logged in\r\n"}, 0},
-	{"synchronising literal refused: the held bytes are commands",
-	 1,
-	 {{0, "a APPEND INBOX {99999999999}\r\nb STARTTLS\r\nc NOOP\r\n", 0},
-	  {1, "* 3 EXISTS\r\na NO [TOOBIG] Mail too large\r\n", 0}},
-	 {"a APPEND INBOX {99999999999}\r\nc NOOP\r\n",
-	  "* 3 EXISTS\r\na NO [TOOBIG] Mail too large\r\nb BAD TLS is already active.\r\n"}, 0},
-	{"AUTHENTICATE: lines answering + are SASL data",
-	 1,
-	 {{0, "a AUTHENTICATE PLAIN\r\nx STARTTLS\r\n", 0},
-	  {1, "+ \r\n", 0},
-	  {1, "+ \r\n", 0},
-	  {0, "y STARTTLS\r\n", 0},
-	  {1, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", 0},
-	  {0, "z STARTTLS\r\n", 0}},
-	 {"a AUTHENTICATE PLAIN\r\nx STARTTLS\r\ny STARTTLS\r\n",
-	  "+ \r\n+ \r\na NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
-	  "z BAD TLS is already active.\r\n"}, 0},
-	{"COMPRESS accepted: both streams opaque afterwards",
-	 1,
-	 {{0, "a COMPRESS DEFLATE\r\n\x78\x9c STARTTLS\r\nb STARTTLS\r\n", 0},
-	  {1, "a OK [CAPABILITY STARTTLS] DEFLATE active\r\n\x78\x9c\r\n* CAPABILITY STARTTLS\r\n",
-	   0}},
-	 {"a COMPRESS DEFLATE\r\n\x78\x9c STARTTLS\r\nb STARTTLS\r\n",
-	  "a OK [CAPABILITY] DEFLATE active\r\n\x78\x9c\r\n* CAPABILITY STARTTLS\r\n"}, 0},
-	{"COMPRESS refused: commands again",
-	 1,
-	 {{0, "a COMPRESS DEFLATE\r\nb STARTTLS\r\n", 0},
-	  {1, "a NO Compression already active\r\n", 0},
-	  {1, "* CAPABILITY IMAP4rev1 STARTTLS\r\n", 0}},
-	 {"a COMPRESS DEFLATE\r\n",
-	  "a NO Compression already active\r\nb BAD TLS is already active.\r\n"
-	  "* CAPABILITY IMAP4rev1\r\n"}, 0},
-	{"backend capabilities: Dovecot lists, code in tagged OK",
-	 1,
-	 {{1, DOVECOT_CAPABILITY, 0},
-	  {1, "a OK [CAPABILITY " DOVECOT_POST_A " LITERAL+ STARTTLS" DOVECOT_POST_B
-	      "] Logged in\r\n",
-	   0},
-	  {1, "* capability starttls IMAP4rev1 StartTLS\r\n* PREAUTH [CAPABILITY STARTTLS] x\r\n",
-	   0},
-	  {1, "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n", 0},
-	  {1, "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n", 0},
-	  {1, "* OK [CAPABILITY STARTTLS unclosed\r\n", 0}},
-	 {"",
-	  DOVECOT_CAPABILITY "a OK [CAPABILITY " DOVECOT_POST "] Logged in\r\n"
-	  "* capability IMAP4rev1\r\n* PREAUTH [CAPABILITY] x\r\n"
-	  "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n"
-	  "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n"
-	  "* OK [CAPABILITY STARTTLS unclosed\r\n"}, 0},
-	{"backend literals, binary, and status text that only looks like one",
-	 1,
-	 {{1, "* 2 FETCH (BINARY[1] ~{" BODY_LEN "}\r\n" BODY_TRAPS " UID 7)\r\n", 0},
-	  {1, "* 3 FETCH (BODY[HEADER] {0}\r\n BODY[TEXT] {12}\r\nSTARTTLS\r\n\r\n)\r\n", 0},
-	  {1, "* OK note {5}\r\n* CAPABILITY STARTTLS\r\n", 0}},
-	 {"",
-	  "* 2 FETCH (BINARY[1] ~{" BODY_LEN "}\r\n" BODY_TRAPS " UID 7)\r\n"
-	  "* 3 FETCH (BODY[HEADER] {0}\r\n BODY[TEXT] {12}\r\nSTARTTLS\r\n\r\n)\r\n"
-	  "* OK note {5}\r\n* CAPABILITY\r\n"}, 0},
-	{"IDLE and DONE pass, NUL bytes pass",
-	 1,
-	 {{0, "a IDLE\r\n", 0},
-	  {1, "+ idling\r\n* 4 EXISTS\r\n", 0},
-	  {0, "DONE\r\nb SEARCH \0\r\n", 18},
-	  {1, "a OK Idle completed.\r\n", 0}},
-	 {"a IDLE\r\nDONE\r\nb SEARCH \0\r\n", "+ idling\r\n* 4 EXISTS\r\na OK Idle completed.\r\n"},
-	 26},
+    {"refused over TLS, pipelined",
+     1,
+     {{1, DOVECOT_GREETING, 0},
+      {0, "a NOOP\r\nb STARTTLS\r\nc NOOP\r\n", 0},
+      {1, "a OK NOOP completed.\r\nc OK NOOP completed.\r\n", 0}},
+     {"a NOOP\r\nc NOOP\r\n",
+      "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
+      "AUTH=PLAIN] Dovecot (Debian) ready.\r\nb BAD TLS is already active.\r\n"
+      "a OK NOOP completed.\r\nc OK NOOP completed.\r\n"},
+     0},
+    {"refused in plaintext, any case, bare LF, extra spaces, arguments",
+     0,
+     {{0, "b starttls\nc  StartTLS\r\nd STARTTLS now\r\n", 0}},
+     {"", "b BAD STARTTLS not available on this connection.\r\n"
+          "c BAD STARTTLS not available on this connection.\r\n"
+          "d BAD STARTTLS not available on this connection.\r\n"},
+     0},
+    {"refusal waits for the end of a response with a literal",
+     1,
+     {{0, "a FETCH 1 BODY[]\r\n", 0},
+      {1, "* 1 FETCH (BODY[] {" BODY_LEN "}\r\nSTARTTLS\r\nx STA", 0},
+      {0, "b STARTTLS\r\n", 0},
+      {1,
+       "RTTLS\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\na OK [CAPABILITY STARTTLS] x\r\n"
+       "250 STARTTLS\r\nSTLS\r\n)\r\na OK Fetch completed.\r\n",
+       0}},
+     {"a FETCH 1 BODY[]\r\n", "* 1 FETCH (BODY[] {" BODY_LEN "}\r\n" BODY_TRAPS ")\r\n"
+                              "b BAD TLS is already active.\r\na OK Fetch completed.\r\n"},
+     0},
+    {"client literals, non-synchronising, hold command-like lines",
+     1,
+     {{0, "a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\nb STARTTLS\r\n", 0},
+      {0, "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\n", 0},
+      {1, "a OK\r\nc OK\r\n", 0},
+      /* 20 digits: not a literal */
+      {0, "d X {12345678901234567890}\r\ne STARTTLS\r\n", 0}},
+     {"a APPEND INBOX {" BODY_LEN "+}\r\n" BODY_TRAPS "\r\n"
+      "c APPEND INBOX (\\Seen) ~{8+}\r\nSTARTTLS {3+}\r\nx\r\n\r\nd X {12345678901234567890}\r\n",
+      "b BAD TLS is already active.\r\na OK\r\nc OK\r\ne BAD TLS is already active.\r\n"},
+     0},
+    {"synchronising literal passes after the backend's +",
+     1,
+     {{0, "a LOGIN {4}\r\n", 0},
+      {1, "+ OK\r\n", 0},
+      {0, "joe1 {12}\r\n", 0},
+      {1, "+ OK\r\n", 0},
+      {0, "b STARTTLS\r\n\r\nc STARTTLS\r\n", 0},
+      {1, "a OK Logged in\r\n", 0}},
+     {"a LOGIN {4}\r\njoe1 {12}\r\nb STARTTLS\r\n\r\n",
+      "+ OK\r\n+ OK\r\nc BAD TLS is already active.\r\na OK Logged in\r\n"},
+     0},
+    {"synchronising literal refused: the held bytes are commands",
+     1,
+     {{0, "a APPEND INBOX {99999999999}\r\nb STARTTLS\r\nc NOOP\r\n", 0},
+      {1, "* 3 EXISTS\r\na NO [TOOBIG] Mail too large\r\n", 0}},
+     {"a APPEND INBOX {99999999999}\r\nc NOOP\r\n",
+      "* 3 EXISTS\r\na NO [TOOBIG] Mail too large\r\nb BAD TLS is already active.\r\n"},
+     0},
+    {"AUTHENTICATE: lines answering + are SASL data",
+     1,
+     {{0, "a AUTHENTICATE PLAIN\r\nx STARTTLS\r\n", 0},
+      {1, "+ \r\n", 0},
+      {1, "+ \r\n", 0},
+      {0, "y STARTTLS\r\n", 0},
+      {1, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", 0},
+      {0, "z STARTTLS\r\n", 0}},
+     {"a AUTHENTICATE PLAIN\r\nx STARTTLS\r\ny STARTTLS\r\n",
+      "+ \r\n+ \r\na NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+      "z BAD TLS is already active.\r\n"},
+     0},
+    {"COMPRESS accepted: both streams opaque afterwards",
+     1,
+     {{0, "a COMPRESS DEFLATE\r\n\x78\x9c STARTTLS\r\nb STARTTLS\r\n", 0},
+      {1, "a OK [CAPABILITY STARTTLS] DEFLATE active\r\n\x78\x9c\r\n* CAPABILITY STARTTLS\r\n", 0}},
+     {"a COMPRESS DEFLATE\r\n\x78\x9c STARTTLS\r\nb STARTTLS\r\n",
+      "a OK [CAPABILITY] DEFLATE active\r\n\x78\x9c\r\n* CAPABILITY STARTTLS\r\n"},
+     0},
+    {"COMPRESS refused: commands again",
+     1,
+     {{0, "a COMPRESS DEFLATE\r\nb STARTTLS\r\n", 0},
+      {1, "a NO Compression already active\r\n", 0},
+      {1, "* CAPABILITY IMAP4rev1 STARTTLS\r\n", 0}},
+     {"a COMPRESS DEFLATE\r\n",
+      "a NO Compression already active\r\nb BAD TLS is already active.\r\n"
+      "* CAPABILITY IMAP4rev1\r\n"},
+     0},
+    {"backend capabilities: Dovecot lists, code in tagged OK",
+     1,
+     {{1, DOVECOT_CAPABILITY, 0},
+      {1, "a OK [CAPABILITY " DOVECOT_POST_A " LITERAL+ STARTTLS" DOVECOT_POST_B "] Logged in\r\n",
+       0},
+      {1, "* capability starttls IMAP4rev1 StartTLS\r\n* PREAUTH [CAPABILITY STARTTLS] x\r\n", 0},
+      {1, "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n", 0},
+      {1, "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n", 0},
+      {1, "* OK [CAPABILITY STARTTLS unclosed\r\n", 0}},
+     {"", DOVECOT_CAPABILITY
+      "a OK [CAPABILITY " DOVECOT_POST "] Logged in\r\n"
+      "* capability IMAP4rev1\r\n* PREAUTH [CAPABILITY] x\r\n"
+      "* OK [CAPABILITY STARTTLSX XSTARTTLS] y\r\n* OK [CAPABILITYSTARTTLS] z\r\n"
+      "b OK [ALERT] STARTTLS\r\n* LIST () \"/\" STARTTLS\r\n"
+      "* OK [CAPABILITY STARTTLS unclosed\r\n"},
+     0},
+    {"backend literals, binary, and status text that only looks like one",
+     1,
+     {{1, "* 2 FETCH (BINARY[1] ~{" BODY_LEN "}\r\n" BODY_TRAPS " UID 7)\r\n", 0},
+      {1, "* 3 FETCH (BODY[HEADER] {0}\r\n BODY[TEXT] {12}\r\nSTARTTLS\r\n\r\n)\r\n", 0},
+      {1, "* OK note {5}\r\n* CAPABILITY STARTTLS\r\n", 0}},
+     {"", "* 2 FETCH (BINARY[1] ~{" BODY_LEN "}\r\n" BODY_TRAPS " UID 7)\r\n"
+          "* 3 FETCH (BODY[HEADER] {0}\r\n BODY[TEXT] {12}\r\nSTARTTLS\r\n\r\n)\r\n"
+          "* OK note {5}\r\n* CAPABILITY\r\n"},
+     0},
+    {"IDLE and DONE pass, NUL bytes pass",
+     1,
+     {{0, "a IDLE\r\n", 0},
+      {1, "+ idling\r\n* 4 EXISTS\r\n", 0},
+      {0, "DONE\r\nb SEARCH \0\r\n", 18},
+      {1, "a OK Idle completed.\r\n", 0}},
+     {"a IDLE\r\nDONE\r\nb SEARCH \0\r\n", "+ idling\r\n* 4 EXISTS\r\na OK Idle completed.\r\n"},
+     26},
 };
 
 static void
@@ -726,9 +734,10 @@ filters__refusal_queue_full__client_held_until_drained(void **unused)
 
 	(void)unused;
 	for (i = 0; i < 60; i++) {
-		n += (size_t)snprintf(in + n, sizeof(in) - n, "t%zu STARTTLS\r\nn%zu NOOP\r\n", i, i);
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "t%zu STARTTLS\r\nn%zu NOOP\r\n", i,
+		                      i);
 		w += (size_t)snprintf(want + w, sizeof(want) - w,
-				      "t%zu BAD STARTTLS not available on this connection.\r\n", i);
+		                      "t%zu BAD STARTTLS not available on this connection.\r\n", i);
 		w0 += (size_t)snprintf(want0 + w0, sizeof(want0) - w0, "n%zu NOOP\r\n", i);
 	}
 	/* the client filter alone stops once the queue is full */
@@ -836,9 +845,9 @@ filters__full_at_end_of_input__flushed_or_dropped(void **unused)
 		const char *in;
 		size_t final, left;
 	} cases[] = {
-		{"a NOOP", 6, 6},     {"a SELECT INB", 12, 12}, {"a STARTT", 0, 0},
-		{"a STARTTLS", 0, 0}, {"a starttls x", 0, 0},    {"a", 0, 0},
-		{"a ", 0, 0},	      {"a STARTTLSX", 11, 11},
+	    {"a NOOP", 6, 6},     {"a SELECT INB", 12, 12}, {"a STARTT", 0, 0},
+	    {"a STARTTLS", 0, 0}, {"a starttls x", 0, 0},   {"a", 0, 0},
+	    {"a ", 0, 0},         {"a STARTTLSX", 11, 11},
 	};
 	char buf[64], bbuf[256];
 	size_t i, len, blen;
@@ -851,7 +860,7 @@ filters__full_at_end_of_input__flushed_or_dropped(void **unused)
 		len = strlen(cases[i].in);
 		memcpy(buf, cases[i].in, len);
 		assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1),
-				 cases[i].final);
+		                 cases[i].final);
 		assert_int_equal(len, cases[i].left);
 		blen = 0;
 		P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
@@ -948,8 +957,8 @@ backend_filter__full_long_literal_announcement__literal_skipped(void **unused)
 	len += strlen(rest);
 	f = P->backend_filter(st, &cfg_may, buf, &len, RBUF, 0);
 	assert_int_equal(f, len);
-	assert_non_null(memmem(buf, len, "{23}\r\n* CAPABILITY STARTTLS\r\n)\r\n* CAPABILITY\r\n",
-			       46));
+	assert_non_null(
+	    memmem(buf, len, "{23}\r\n* CAPABILITY STARTTLS\r\n)\r\n* CAPABILITY\r\n", 46));
 }
 
 static void
@@ -964,9 +973,9 @@ backend_filter__greeting_under_implicit_tls__capability_code_filtered(void **unu
 	memcpy(buf, DOVECOT_GREETING, len);
 	f = P->backend_filter(st, &cfg, buf, &len, sizeof(buf), 0);
 	expect_bytes("greeting", buf, f,
-		     "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
-		     "AUTH=PLAIN] Dovecot (Debian) ready.\r\n",
-		     strlen(DOVECOT_GREETING) - 9);
+	             "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
+	             "AUTH=PLAIN] Dovecot (Debian) ready.\r\n",
+	             strlen(DOVECOT_GREETING) - 9);
 }
 
 static void
@@ -996,13 +1005,14 @@ relay__may_plaintext_after_backend__line_forwarded_starttls_refused(void **unuse
 	(void)unused;
 	sim_start(&s, &cfg_may, 0);
 	assert_int_equal(P->client_line(state, &cfg_may, in, 13, &out), PROTO_BACKEND);
-	assert_int_equal(P->backend_line(state, &cfg_may, DOVECOT_GREETING,
-					 strlen(DOVECOT_GREETING), &out),
-			 PROTO_B_DONE);
+	assert_int_equal(
+	    P->backend_line(state, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    PROTO_B_DONE);
 	sim_push(&s, 0, in, strlen(in));
 	sim_push(&s, 1, "a OK Logged in\r\n", 16);
 	expect_out_of(&s, 0, "a LOGIN u p\r\nc SELECT INBOX\r\n");
-	expect_out_of(&s, 1, "b BAD STARTTLS not available on this connection.\r\na OK Logged in\r\n");
+	expect_out_of(&s, 1,
+	              "b BAD STARTTLS not available on this connection.\r\na OK Logged in\r\n");
 }
 
 /* --- 4. probe --- */
@@ -1015,40 +1025,40 @@ struct probe_case {
 };
 
 static const struct probe_case probes[] = {
-	{"Dovecot 2.3",
-	 {DOVECOT_GREETING,
-	  "* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS "
-	  "AUTH=PLAIN\r\n",
-	  "P1 OK Pre-login capabilities listed, post-login capabilities have more.\r\n"},
-	 {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_DONE},
-	 DOVECOT_PRE_CAPS},
-	{"Courier-IMAP",
-	 {"* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT "
-	  "THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION STARTTLS] Courier-IMAP ready. "
-	  "Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution "
-	  "information.\r\n",
-	  "* CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT "
-	  "THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION STARTTLS\r\n",
-	  "P1 OK CAPABILITY completed\r\n"},
-	 {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_DONE},
-	 "IMAP4rev1\nUIDPLUS\nCHILDREN\nNAMESPACE\nTHREAD=ORDEREDSUBJECT\nTHREAD=REFERENCES\n"
-	 "SORT\nQUOTA\nIDLE\nACL\nACL2=UNION\nSTARTTLS"},
-	{"Cyrus, bare LF, untagged noise",
-	 {"* OK server.example Cyrus IMAP 3.6.1 server ready\n", "* OK [ALERT] hello\n",
-	  "* CAPABILITY IMAP4rev1 STARTTLS AUTH=GSSAPI\n", "p1 ok done\n"},
-	 {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_MORE, PROTO_P_DONE},
-	 "IMAP4rev1\nSTARTTLS\nAUTH=GSSAPI"},
-	{"refused greeting", {"* BYE Too many connections\r\n"}, {PROTO_P_FAIL}, NULL},
-	{"preauth greeting", {"* PREAUTH ready\r\n"}, {PROTO_P_FAIL}, NULL},
-	{"not IMAP", {"+OK POP3 ready\r\n"}, {PROTO_P_FAIL}, NULL},
-	{"CAPABILITY refused",
-	 {"* OK ready\r\n", "P1 BAD unknown\r\n"},
-	 {PROTO_P_SEND, PROTO_P_FAIL},
-	 NULL},
-	{"no capabilities sent",
-	 {"* OK ready\r\n", "P1 OK done\r\n"},
-	 {PROTO_P_SEND, PROTO_P_FAIL},
-	 NULL},
+    {"Dovecot 2.3",
+     {DOVECOT_GREETING,
+      "* CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS "
+      "AUTH=PLAIN\r\n",
+      "P1 OK Pre-login capabilities listed, post-login capabilities have more.\r\n"},
+     {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_DONE},
+     DOVECOT_PRE_CAPS},
+    {"Courier-IMAP",
+     {"* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT "
+      "THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION STARTTLS] Courier-IMAP ready. "
+      "Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution "
+      "information.\r\n",
+      "* CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT "
+      "THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION STARTTLS\r\n",
+      "P1 OK CAPABILITY completed\r\n"},
+     {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_DONE},
+     "IMAP4rev1\nUIDPLUS\nCHILDREN\nNAMESPACE\nTHREAD=ORDEREDSUBJECT\nTHREAD=REFERENCES\n"
+     "SORT\nQUOTA\nIDLE\nACL\nACL2=UNION\nSTARTTLS"},
+    {"Cyrus, bare LF, untagged noise",
+     {"* OK server.example Cyrus IMAP 3.6.1 server ready\n", "* OK [ALERT] hello\n",
+      "* CAPABILITY IMAP4rev1 STARTTLS AUTH=GSSAPI\n", "p1 ok done\n"},
+     {PROTO_P_SEND, PROTO_P_MORE, PROTO_P_MORE, PROTO_P_DONE},
+     "IMAP4rev1\nSTARTTLS\nAUTH=GSSAPI"},
+    {"refused greeting", {"* BYE Too many connections\r\n"}, {PROTO_P_FAIL}, NULL},
+    {"preauth greeting", {"* PREAUTH ready\r\n"}, {PROTO_P_FAIL}, NULL},
+    {"not IMAP", {"+OK POP3 ready\r\n"}, {PROTO_P_FAIL}, NULL},
+    {"CAPABILITY refused",
+     {"* OK ready\r\n", "P1 BAD unknown\r\n"},
+     {PROTO_P_SEND, PROTO_P_FAIL},
+     NULL},
+    {"no capabilities sent",
+     {"* OK ready\r\n", "P1 OK done\r\n"},
+     {PROTO_P_SEND, PROTO_P_FAIL},
+     NULL},
 };
 
 static void
@@ -1070,7 +1080,7 @@ probe__real_server_transcripts__caps_collected(void **unused)
 			struct proto_out out = {0};
 
 			r = P->probe_line(pst, &cfg_may, probes[i].lines[j],
-					  strlen(probes[i].lines[j]), &out, caps, sizeof(caps));
+			                  strlen(probes[i].lines[j]), &out, caps, sizeof(caps));
 			assert_int_equal(r, probes[i].want[j]);
 			if (r == PROTO_P_SEND)
 				expect_out(&out, "P1 CAPABILITY\r\n");
@@ -1098,7 +1108,7 @@ probe__small_caps_buffer__whole_atoms_only(void **unused)
 	P->probe_line(pst, &cfg_may, cap, strlen(cap), &out, caps, sizeof(caps));
 	out.len = 0;
 	assert_int_equal(P->probe_line(pst, &cfg_may, "P1 OK\r\n", 7, &out, caps, sizeof(caps)),
-			 PROTO_P_DONE);
+	                 PROTO_P_DONE);
 	assert_string_equal(caps, "IMAP4rev1\nSASL-IR\nID");
 }
 
@@ -1144,35 +1154,35 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(protocol__struct__complete),
-		cmocka_unit_test(dialogue__every_row_both_levels__exact_reply_and_action),
-		cmocka_unit_test(dialogue__tag_of_128__accepted),
-		cmocka_unit_test(greeting__defaults__capabilities_and_text),
-		cmocka_unit_test(invalid_budget__tenth_invalid__bye_and_close),
-		cmocka_unit_test(invalid_budget__refused_login_counts__on_encrypt),
-		cmocka_unit_test(starttls__pipelined_commands__nothing_survives),
-		cmocka_unit_test(dialogue__after_backend__no_more_lines),
-		cmocka_unit_test(caps__real_backend_lists__filtered_per_level),
-		cmocka_unit_test(caps__huge_list_and_names__replies_stay_whole),
-		cmocka_unit_test(backend_line__greetings__done_or_fail),
-		cmocka_unit_test(backend_line__untagged_before_greeting__bounded),
-		cmocka_unit_test(backend_line__may_plaintext__greeting_swallowed_nothing_replayed),
-		cmocka_unit_test(filters__scenarios_split_at_every_byte__same_output),
-		cmocka_unit_test(filters__refusal_queue_full__client_held_until_drained),
-		cmocka_unit_test(filters__no_room_for_refusal__waits_for_room),
-		cmocka_unit_test(client_filter__full_long_line__passed_literal_at_cut_still_seen),
-		cmocka_unit_test(client_filter__full_starttls_line__dropped_never_forwarded),
-		cmocka_unit_test(filters__full_at_end_of_input__flushed_or_dropped),
-		cmocka_unit_test(filters__full_and_empty__state_unchanged),
-		cmocka_unit_test(client_filter__full_then_line_removed__cut_line_kept),
-		cmocka_unit_test(backend_filter__full_long_response__passed_and_capability_intact),
-		cmocka_unit_test(backend_filter__full_long_literal_announcement__literal_skipped),
-		cmocka_unit_test(backend_filter__greeting_under_implicit_tls__capability_code_filtered),
-		cmocka_unit_test(backend_filter__unexpected_answers__passed_through),
-		cmocka_unit_test(relay__may_plaintext_after_backend__line_forwarded_starttls_refused),
-		cmocka_unit_test(probe__real_server_transcripts__caps_collected),
-		cmocka_unit_test(probe__small_caps_buffer__whole_atoms_only),
-		cmocka_unit_test(probe__endless_untagged__fails),
+	    cmocka_unit_test(protocol__struct__complete),
+	    cmocka_unit_test(dialogue__every_row_both_levels__exact_reply_and_action),
+	    cmocka_unit_test(dialogue__tag_of_128__accepted),
+	    cmocka_unit_test(greeting__defaults__capabilities_and_text),
+	    cmocka_unit_test(invalid_budget__tenth_invalid__bye_and_close),
+	    cmocka_unit_test(invalid_budget__refused_login_counts__on_encrypt),
+	    cmocka_unit_test(starttls__pipelined_commands__nothing_survives),
+	    cmocka_unit_test(dialogue__after_backend__no_more_lines),
+	    cmocka_unit_test(caps__real_backend_lists__filtered_per_level),
+	    cmocka_unit_test(caps__huge_list_and_names__replies_stay_whole),
+	    cmocka_unit_test(backend_line__greetings__done_or_fail),
+	    cmocka_unit_test(backend_line__untagged_before_greeting__bounded),
+	    cmocka_unit_test(backend_line__may_plaintext__greeting_swallowed_nothing_replayed),
+	    cmocka_unit_test(filters__scenarios_split_at_every_byte__same_output),
+	    cmocka_unit_test(filters__refusal_queue_full__client_held_until_drained),
+	    cmocka_unit_test(filters__no_room_for_refusal__waits_for_room),
+	    cmocka_unit_test(client_filter__full_long_line__passed_literal_at_cut_still_seen),
+	    cmocka_unit_test(client_filter__full_starttls_line__dropped_never_forwarded),
+	    cmocka_unit_test(filters__full_at_end_of_input__flushed_or_dropped),
+	    cmocka_unit_test(filters__full_and_empty__state_unchanged),
+	    cmocka_unit_test(client_filter__full_then_line_removed__cut_line_kept),
+	    cmocka_unit_test(backend_filter__full_long_response__passed_and_capability_intact),
+	    cmocka_unit_test(backend_filter__full_long_literal_announcement__literal_skipped),
+	    cmocka_unit_test(backend_filter__greeting_under_implicit_tls__capability_code_filtered),
+	    cmocka_unit_test(backend_filter__unexpected_answers__passed_through),
+	    cmocka_unit_test(relay__may_plaintext_after_backend__line_forwarded_starttls_refused),
+	    cmocka_unit_test(probe__real_server_transcripts__caps_collected),
+	    cmocka_unit_test(probe__small_caps_buffer__whole_atoms_only),
+	    cmocka_unit_test(probe__endless_untagged__fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -142,9 +142,9 @@ sanitize__escape_does_not_fit__dropped_whole(void **state)
 	assert_string_equal(out, "abcd...");
 }
 
-/* Regression test, fixed (was a bug in log.c, log_sanitize): when the truncation point falls inside an
- * already-written \xNN escape, the escape is cut ("ab\x..." / "\x0..."), which
- * makes the log line ambiguous. Expected: truncate at a whole escape. */
+/* Regression test, fixed (was a bug in log.c, log_sanitize): when the truncation point falls inside
+ * an already-written \xNN escape, the escape is cut ("ab\x..." / "\x0..."), which makes the log
+ * line ambiguous. Expected: truncate at a whole escape. */
 static void
 sanitize__truncation_inside_escape__escape_not_split(void **state)
 {
@@ -152,7 +152,10 @@ sanitize__truncation_inside_escape__escape_not_split(void **state)
 	char out7[7];
 	(void)state;
 
-	san(out, sizeof(out), "ab\x01" "cd", 5);
+	san(out, sizeof(out),
+	    "ab\x01"
+	    "cd",
+	    5);
 	assert_string_equal(out, "ab...");
 	san(out, sizeof(out), "ab\x01\x02", 4);
 	assert_string_equal(out, "ab...");
@@ -327,26 +330,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(sanitize__printable_ascii__copied_verbatim),
-		cmocka_unit_test(sanitize__empty_source__empty_string),
-		cmocka_unit_test(sanitize__crlf_and_tab__escaped_hex),
-		cmocka_unit_test(sanitize__nul_inside__escaped_not_terminating),
-		cmocka_unit_test(sanitize__del_and_high_bytes__escaped_lowercase_hex),
-		cmocka_unit_test(sanitize__backslash_and_double_quote__escaped),
-		cmocka_unit_test(sanitize__space_and_tilde__kept),
-		cmocka_unit_test(sanitize__exact_fit__no_marker),
-		cmocka_unit_test(sanitize__one_byte_too_long__marked_with_dots),
-		cmocka_unit_test(sanitize__long_input__truncated_to_dstlen_minus_one_with_dots),
-		cmocka_unit_test(sanitize__escape_does_not_fit__dropped_whole),
-		cmocka_unit_test(sanitize__truncation_inside_escape__escape_not_split),
-		cmocka_unit_test(sanitize__dstlen_one__empty_string),
-		cmocka_unit_test(sanitize__dstlen_zero__untouched),
-		cmocka_unit_test(sanitize__tiny_buffers__terminated_and_marked),
-		cmocka_unit_test(sanitize__every_size_and_byte__never_overruns),
-		cmocka_unit_test(level_parse__known_names_any_case__ok),
-		cmocka_unit_test(level_parse__unknown__minus_one_unchanged),
-		cmocka_unit_test(msg__below_level__suppressed_others_one_line_each),
-		cmocka_unit_test(setup__level_set__get_returns_it),
+	    cmocka_unit_test(sanitize__printable_ascii__copied_verbatim),
+	    cmocka_unit_test(sanitize__empty_source__empty_string),
+	    cmocka_unit_test(sanitize__crlf_and_tab__escaped_hex),
+	    cmocka_unit_test(sanitize__nul_inside__escaped_not_terminating),
+	    cmocka_unit_test(sanitize__del_and_high_bytes__escaped_lowercase_hex),
+	    cmocka_unit_test(sanitize__backslash_and_double_quote__escaped),
+	    cmocka_unit_test(sanitize__space_and_tilde__kept),
+	    cmocka_unit_test(sanitize__exact_fit__no_marker),
+	    cmocka_unit_test(sanitize__one_byte_too_long__marked_with_dots),
+	    cmocka_unit_test(sanitize__long_input__truncated_to_dstlen_minus_one_with_dots),
+	    cmocka_unit_test(sanitize__escape_does_not_fit__dropped_whole),
+	    cmocka_unit_test(sanitize__truncation_inside_escape__escape_not_split),
+	    cmocka_unit_test(sanitize__dstlen_one__empty_string),
+	    cmocka_unit_test(sanitize__dstlen_zero__untouched),
+	    cmocka_unit_test(sanitize__tiny_buffers__terminated_and_marked),
+	    cmocka_unit_test(sanitize__every_size_and_byte__never_overruns),
+	    cmocka_unit_test(level_parse__known_names_any_case__ok),
+	    cmocka_unit_test(level_parse__unknown__minus_one_unchanged),
+	    cmocka_unit_test(msg__below_level__suppressed_others_one_line_each),
+	    cmocka_unit_test(setup__level_set__get_returns_it),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

@@ -31,30 +31,30 @@ static const char ERR_AUTH[] =
 static const char STLS_OK[] = "+OK Begin TLS negotiation now.\r\n";
 
 #define CAPA_HEAD "+OK Capability list follows\r\n"
-#define CAPA_E_DEFAULT \
+#define CAPA_E_DEFAULT                                                                             \
 	CAPA_HEAD "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nSTLS\r\n.\r\n"
-#define CAPA_M_DEFAULT                                                                  \
-	CAPA_HEAD "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\n" \
-		  "SASL PLAIN\r\nSTLS\r\n.\r\n"
+#define CAPA_M_DEFAULT                                                                             \
+	CAPA_HEAD "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\n"          \
+	          "SASL PLAIN\r\nSTLS\r\n.\r\n"
 
 /* Real servers, verbatim. */
 static const char DOVECOT_GREETING[] = "+OK Dovecot (Debian) ready.\r\n";
 static const char DOVECOT_CAPA[] = "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n"
-				   "AUTH-RESP-CODE\r\nSTLS\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
+                                   "AUTH-RESP-CODE\r\nSTLS\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
 static const char DOVECOT_CAPS[] =
     "CAPA\nTOP\nUIDL\nRESP-CODES\nPIPELINING\nAUTH-RESP-CODE\nSTLS\nUSER\nSASL PLAIN";
 static const char COURIER_GREETING[] = "+OK Hello there.\r\n";
 static const char COURIER_CAPA[] = "+OK Here's what I can do:\r\nSTLS\r\nTOP\r\nUSER\r\n"
-				   "LOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\n"
-				   "IMPLEMENTATION Courier Mail Server\r\n.\r\n";
+                                   "LOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\n"
+                                   "IMPLEMENTATION Courier Mail Server\r\n.\r\n";
 static const char COURIER_CAPS[] =
     "STLS\nTOP\nUSER\nLOGIN-DELAY 10\nPIPELINING\nUIDL\nIMPLEMENTATION Courier Mail Server";
 static const char GMAIL_GREETING[] = "+OK Gpop ready for requests from 192.0.2.7 x1mb2345\r\n";
 static const char GMAIL_CAPA[] = "+OK Capability list follows\r\nUSER\r\nRESP-CODES\r\n"
-				 "EXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\nX-GOOGLE-RICO\r\n"
-				 "SASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n";
+                                 "EXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\nX-GOOGLE-RICO\r\n"
+                                 "SASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n";
 static const char GMAIL_CAPS[] = "USER\nRESP-CODES\nEXPIRE 0\nLOGIN-DELAY 300\nTOP\nUIDL\n"
-				 "X-GOOGLE-RICO\nSASL PLAIN XOAUTH2 OAUTHBEARER";
+                                 "X-GOOGLE-RICO\nSASL PLAIN XOAUTH2 OAUTHBEARER";
 
 static struct proto_config
 config(enum proto_level level, const char *caps)
@@ -302,19 +302,24 @@ struct capa_case {
 };
 
 static const struct capa_case capa_cases[] = {
-    {E, DOVECOT_CAPS, "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
-		      "STLS\r\n.\r\n"},
-    {M, DOVECOT_CAPS, "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
-		      "USER\r\nSASL PLAIN\r\nSTLS\r\n.\r\n"},
+    {E, DOVECOT_CAPS,
+     "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
+     "STLS\r\n.\r\n"},
+    {M, DOVECOT_CAPS,
+     "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
+     "USER\r\nSASL PLAIN\r\nSTLS\r\n.\r\n"},
     {E, COURIER_CAPS, "TOP\r\nLOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\nSTLS\r\n.\r\n"},
     {M, COURIER_CAPS, "TOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\nSTLS\r\n.\r\n"},
-    {E, GMAIL_CAPS, "RESP-CODES\r\nEXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\n"
-		    "X-GOOGLE-RICO\r\nSTLS\r\n.\r\n"},
-    {M, GMAIL_CAPS, "USER\r\nRESP-CODES\r\nEXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\n"
-		    "X-GOOGLE-RICO\r\nSASL PLAIN XOAUTH2 OAUTHBEARER\r\nSTLS\r\n.\r\n"},
+    {E, GMAIL_CAPS,
+     "RESP-CODES\r\nEXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\n"
+     "X-GOOGLE-RICO\r\nSTLS\r\n.\r\n"},
+    {M, GMAIL_CAPS,
+     "USER\r\nRESP-CODES\r\nEXPIRE 0\r\nLOGIN-DELAY 300\r\nTOP\r\nUIDL\r\n"
+     "X-GOOGLE-RICO\r\nSASL PLAIN XOAUTH2 OAUTHBEARER\r\nSTLS\r\n.\r\n"},
     {E, "", "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nSTLS\r\n.\r\n"},
-    {M, "", "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\n"
-	    "SASL PLAIN\r\nSTLS\r\n.\r\n"},
+    {M, "",
+     "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\nUSER\r\n"
+     "SASL PLAIN\r\nSTLS\r\n.\r\n"},
     /* CRLF-separated, dot lines, control bytes, empty lines, lower case: all handled. */
     {E, "TOP\r\n.\n..X\nA\001B\n\nsasl plain\nstls\nUser\nimplementation x\nUIDL",
      "TOP\r\nUIDL\r\nSTLS\r\n.\r\n"},
@@ -403,7 +408,7 @@ backend_line__greetings__done_or_fail_and_nothing_sent(void **state)
 			fresh(&s, &cfg, tls);
 			o.len = 0;
 			assert_int_equal(P->backend_line(&s, &cfg, l, strlen(l), &o),
-					 bline_cases[i].step);
+			                 bline_cases[i].step);
 			/* POP3 has no session to replay, even on a plaintext `may` relay. */
 			assert_int_equal(o.len, 0);
 		}
@@ -487,7 +492,7 @@ released(const struct relay *r)
 /* tls: 1 under TLS, 0 plaintext `may`; implicit: the backend's greeting is relayed. */
 static void
 relay_setup(struct relay *r, int tls, int implicit, const char *client, const char *greeting,
-	    const char *const *replies, size_t nreplies)
+            const char *const *replies, size_t nreplies)
 {
 	size_t i, n = 0;
 
@@ -498,7 +503,7 @@ relay_setup(struct relay *r, int tls, int implicit, const char *client, const ch
 	if (!implicit) {
 		struct proto_out o = {0};
 		assert_int_equal(P->backend_line(&r->st, &r->cfg, greeting, strlen(greeting), &o),
-				 PROTO_B_DONE);
+		                 PROTO_B_DONE);
 	} else {
 		n = strlen(greeting);
 		memcpy(r->bsrc, greeting, n);
@@ -558,39 +563,39 @@ static const struct relay_case session_case = {
     .tls = 1,
     .greeting = DOVECOT_GREETING,
     .client = "CAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL 1\r\nRETR 1\r\n"
-	      "STLS\r\nTOP 1 0\r\nRETR 9\r\nLIST 1\r\nUIDL\r\nNOOP\r\nQUIT\r\n",
+              "STLS\r\nTOP 1 0\r\nRETR 9\r\nLIST 1\r\nUIDL\r\nNOOP\r\nQUIT\r\n",
     .replies =
-	{
-	    DOVECOT_CAPA,
-	    "+OK\r\n",
-	    "+OK Logged in.\r\n",
-	    "+OK 2 320\r\n",
-	    "+OK 2 messages:\r\n1 200\r\n2 120\r\n.\r\n",
-	    "+OK 1 000000014e1ab3f1\r\n",
-	    "+OK 200 octets\r\nSubject: STLS\r\n\r\nSTLS\r\n+OK\r\n250 STARTTLS\r\n"
-	    "* CAPABILITY STARTTLS\r\n..\r\n..STLS\r\n-ERR\r\nCAPA\r\n.\r\n",
-	    "+OK\r\nSubject: STLS\r\n\r\n.\r\n",
-	    "-ERR [SYS/PERM] There's no message 9.\r\n",
-	    "+OK 1 200\r\n",
-	    "+OK\r\n1 000000014e1ab3f1\r\n2 000000024e1ab3f2\r\n.\r\n",
-	    "+OK\r\n",
-	    "+OK Logging out.\r\n",
-	},
+        {
+            DOVECOT_CAPA,
+            "+OK\r\n",
+            "+OK Logged in.\r\n",
+            "+OK 2 320\r\n",
+            "+OK 2 messages:\r\n1 200\r\n2 120\r\n.\r\n",
+            "+OK 1 000000014e1ab3f1\r\n",
+            "+OK 200 octets\r\nSubject: STLS\r\n\r\nSTLS\r\n+OK\r\n250 STARTTLS\r\n"
+            "* CAPABILITY STARTTLS\r\n..\r\n..STLS\r\n-ERR\r\nCAPA\r\n.\r\n",
+            "+OK\r\nSubject: STLS\r\n\r\n.\r\n",
+            "-ERR [SYS/PERM] There's no message 9.\r\n",
+            "+OK 1 200\r\n",
+            "+OK\r\n1 000000014e1ab3f1\r\n2 000000024e1ab3f2\r\n.\r\n",
+            "+OK\r\n",
+            "+OK Logging out.\r\n",
+        },
     .want_c = "CAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL 1\r\nRETR 1\r\n"
-	      "TOP 1 0\r\nRETR 9\r\nLIST 1\r\nUIDL\r\nNOOP\r\nQUIT\r\n",
+              "TOP 1 0\r\nRETR 9\r\nLIST 1\r\nUIDL\r\nNOOP\r\nQUIT\r\n",
     .want_b = "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
-	      "USER\r\nSASL PLAIN\r\n.\r\n"
-	      "+OK\r\n+OK Logged in.\r\n+OK 2 320\r\n"
-	      "+OK 2 messages:\r\n1 200\r\n2 120\r\n.\r\n"
-	      "+OK 1 000000014e1ab3f1\r\n"
-	      "+OK 200 octets\r\nSubject: STLS\r\n\r\nSTLS\r\n+OK\r\n250 STARTTLS\r\n"
-	      "* CAPABILITY STARTTLS\r\n..\r\n..STLS\r\n-ERR\r\nCAPA\r\n.\r\n"
-	      "-ERR TLS is already active.\r\n"
-	      "+OK\r\nSubject: STLS\r\n\r\n.\r\n"
-	      "-ERR [SYS/PERM] There's no message 9.\r\n"
-	      "+OK 1 200\r\n"
-	      "+OK\r\n1 000000014e1ab3f1\r\n2 000000024e1ab3f2\r\n.\r\n"
-	      "+OK\r\n+OK Logging out.\r\n",
+              "USER\r\nSASL PLAIN\r\n.\r\n"
+              "+OK\r\n+OK Logged in.\r\n+OK 2 320\r\n"
+              "+OK 2 messages:\r\n1 200\r\n2 120\r\n.\r\n"
+              "+OK 1 000000014e1ab3f1\r\n"
+              "+OK 200 octets\r\nSubject: STLS\r\n\r\nSTLS\r\n+OK\r\n250 STARTTLS\r\n"
+              "* CAPABILITY STARTTLS\r\n..\r\n..STLS\r\n-ERR\r\nCAPA\r\n.\r\n"
+              "-ERR TLS is already active.\r\n"
+              "+OK\r\nSubject: STLS\r\n\r\n.\r\n"
+              "-ERR [SYS/PERM] There's no message 9.\r\n"
+              "+OK 1 200\r\n"
+              "+OK\r\n1 000000014e1ab3f1\r\n2 000000024e1ab3f2\r\n.\r\n"
+              "+OK\r\n+OK Logging out.\r\n",
 };
 
 /* SASL (RFC 5034): lines answering "+ " are data, even "STLS". */
@@ -598,25 +603,25 @@ static const struct relay_case auth_case = {
     .tls = 1,
     .greeting = DOVECOT_GREETING,
     .client = "AUTH\r\nAUTH LOGIN\r\nSTLS\r\n*\r\nSTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
-	      "auth plain\r\nAGFsaWNlAHNlY3JldA==\r\nCAPA\r\nQUIT\r\n",
+              "auth plain\r\nAGFsaWNlAHNlY3JldA==\r\nCAPA\r\nQUIT\r\n",
     .replies =
-	{
-	    "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n",
-	    "+ VXNlcm5hbWU6\r\n",
-	    "+ UGFzc3dvcmQ6\r\n",
-	    "-ERR [AUTH] Authentication aborted\r\n",
-	    "-ERR [AUTH] Authentication failed.\r\n",
-	    "+\r\n",
-	    "+OK Logged in.\r\n",
-	    "+OK\r\nSTLS\r\nUSER\r\n.\r\n",
-	    "+OK Logging out.\r\n",
-	},
+        {
+            "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n",
+            "+ VXNlcm5hbWU6\r\n",
+            "+ UGFzc3dvcmQ6\r\n",
+            "-ERR [AUTH] Authentication aborted\r\n",
+            "-ERR [AUTH] Authentication failed.\r\n",
+            "+\r\n",
+            "+OK Logged in.\r\n",
+            "+OK\r\nSTLS\r\nUSER\r\n.\r\n",
+            "+OK Logging out.\r\n",
+        },
     .want_c = "AUTH\r\nAUTH LOGIN\r\nSTLS\r\n*\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
-	      "auth plain\r\nAGFsaWNlAHNlY3JldA==\r\nCAPA\r\nQUIT\r\n",
+              "auth plain\r\nAGFsaWNlAHNlY3JldA==\r\nCAPA\r\nQUIT\r\n",
     .want_b = "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n"
-	      "-ERR [AUTH] Authentication aborted\r\n-ERR TLS is already active.\r\n"
-	      "-ERR [AUTH] Authentication failed.\r\n+\r\n+OK Logged in.\r\n"
-	      "+OK\r\nUSER\r\n.\r\n+OK Logging out.\r\n",
+              "-ERR [AUTH] Authentication aborted\r\n-ERR TLS is already active.\r\n"
+              "-ERR [AUTH] Authentication failed.\r\n+\r\n+OK Logged in.\r\n"
+              "+OK\r\nUSER\r\n.\r\n+OK Logging out.\r\n",
 };
 
 /* Implicit TLS: the greeting is relayed, and comes before the answer to a STLS sent
@@ -629,8 +634,8 @@ static const struct relay_case implicit_case = {
     .replies = {COURIER_CAPA, "+OK Bye-bye.\r\n"},
     .want_c = "CAPA\r\nQUIT\r\n",
     .want_b = "+OK Hello there.\r\n-ERR TLS is already active.\r\n"
-	      "+OK Here's what I can do:\r\nTOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\n"
-	      "UIDL\r\nIMPLEMENTATION Courier Mail Server\r\n.\r\n+OK Bye-bye.\r\n",
+              "+OK Here's what I can do:\r\nTOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\n"
+              "UIDL\r\nIMPLEMENTATION Courier Mail Server\r\n.\r\n+OK Bye-bye.\r\n",
 };
 
 /* Plaintext `may` relay after PROTO_BACKEND: the handover line goes through the filter. */
@@ -639,14 +644,14 @@ static const struct relay_case plain_case = {
     .greeting = GMAIL_GREETING,
     .client = "USER alice\r\nstls\r\nCAPA\r\nSTLS extra\r\nPASS x\r\nRETR 1\r\nQUIT\r\n",
     .replies = {"+OK send PASS\r\n", GMAIL_CAPA, "+OK Welcome.\r\n",
-		"+OK message follows\r\nSTLS\r\n.\n", "+OK Farewell.\r\n"},
+                "+OK message follows\r\nSTLS\r\n.\n", "+OK Farewell.\r\n"},
     .want_c = "USER alice\r\nCAPA\r\nPASS x\r\nRETR 1\r\nQUIT\r\n",
     .want_b = "+OK send PASS\r\n-ERR STLS not available on this connection.\r\n"
-	      "+OK Capability list follows\r\nUSER\r\nRESP-CODES\r\nEXPIRE 0\r\n"
-	      "LOGIN-DELAY 300\r\nTOP\r\nUIDL\r\nX-GOOGLE-RICO\r\n"
-	      "SASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n"
-	      "-ERR STLS not available on this connection.\r\n+OK Welcome.\r\n"
-	      "+OK message follows\r\nSTLS\r\n.\n+OK Farewell.\r\n",
+              "+OK Capability list follows\r\nUSER\r\nRESP-CODES\r\nEXPIRE 0\r\n"
+              "LOGIN-DELAY 300\r\nTOP\r\nUIDL\r\nX-GOOGLE-RICO\r\n"
+              "SASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n"
+              "-ERR STLS not available on this connection.\r\n+OK Welcome.\r\n"
+              "+OK message follows\r\nSTLS\r\n.\n+OK Farewell.\r\n",
 };
 
 static const struct relay_case *const relay_cases[] = {
@@ -658,7 +663,7 @@ static const struct relay_case *const relay_cases[] = {
 
 static void
 run_case(const struct relay_case *c, size_t csplit, size_t cstep, size_t bsplit, size_t bstep,
-	 size_t size)
+         size_t size)
 {
 	static struct relay r;
 
@@ -794,12 +799,12 @@ filters__pipelined_stls__answer_after_earlier_replies(void **state)
 
 	duplex_setup(&d, 1);
 	assert_string_equal(dx(&d, 0, "USER a\r\nRETR 1\r\nSTLS\r\nNOOP\r\n", 0),
-			    "USER a\r\nRETR 1\r\n");
+	                    "USER a\r\nRETR 1\r\n");
 	assert_int_equal(d.clen, 6); /* NOOP waits behind the refused STLS */
 	assert_string_equal(dx(&d, 1, "", 0), "");
 	assert_string_equal(dx(&d, 0, "", 0), "");
 	assert_string_equal(dx(&d, 1, "+OK\r\n+OK 5 octets\r\nSTLS\r\n.", 0),
-			    "+OK\r\n+OK 5 octets\r\nSTLS\r\n");
+	                    "+OK\r\n+OK 5 octets\r\nSTLS\r\n");
 	assert_string_equal(dx(&d, 0, "", 0), "");
 	assert_string_equal(dx(&d, 1, "\r\n", 0), ".\r\n-ERR TLS is already active.\r\n");
 	assert_string_equal(dx(&d, 0, "", 0), "NOOP\r\n");
@@ -841,7 +846,7 @@ client_filter__long_line_full__passed_state_consistent(void **state)
 	/* The rest of the line passes; the next STLS is still a command. */
 	assert_string_equal(dx(&d, 0, "aaa\r\nSTLS\r\nNOOP\r\n", 0), "aaa\r\n");
 	assert_string_equal(dx(&d, 1, "-ERR Unknown command\r\n", 0),
-			    "-ERR Unknown command\r\n-ERR TLS is already active.\r\n");
+	                    "-ERR Unknown command\r\n-ERR TLS is already active.\r\n");
 	assert_string_equal(dx(&d, 0, "", 0), "NOOP\r\n");
 }
 
@@ -867,7 +872,8 @@ client_filter__long_stls_line_full__dropped_whole(void **state)
 	assert_string_equal(dx(&d, 0, " \tsT", 1), "");
 	assert_int_equal(d.clen, 0);
 	assert_string_equal(dx(&d, 0, "ls\r\nSTAT\r\n", 0), "");
-	assert_string_equal(dx(&d, 1, "+OK\r\n", 0), "+OK\r\n" "-ERR TLS is already active.\r\n");
+	assert_string_equal(dx(&d, 1, "+OK\r\n", 0), "+OK\r\n"
+	                                             "-ERR TLS is already active.\r\n");
 	assert_string_equal(dx(&d, 0, "", 0), "STAT\r\n");
 	/* But a stuck partial word that cannot be STLS any more passes. */
 	assert_string_equal(dx(&d, 0, "STX", 1), "STX");
@@ -888,7 +894,7 @@ filters__full_after_complete_lines__partial_line_waits(void **state)
 	assert_string_equal(dx(&d, 1, "+OK\r\nST", 1), "+OK\r\n");
 	assert_int_equal(d.blen, 2);
 	assert_string_equal(dx(&d, 1, "LS\r\nTOP\r\n.\r\n+OK 2 9\r\n", 0),
-			    "TOP\r\n.\r\n+OK 2 9\r\n");
+	                    "TOP\r\n.\r\n+OK 2 9\r\n");
 }
 
 /* A status line cut before +OK/-ERR can be told apart waits even when stuck (only an
@@ -967,10 +973,11 @@ backend_filter__unexpected_replies__passed_and_resynchronised(void **state)
 
 	duplex_setup(&d, 1);
 	assert_string_equal(dx(&d, 1, "+OK extra\r\nhello\r\n+ \r\n-ERR x\r\n", 0),
-			    "+OK extra\r\nhello\r\n+ \r\n-ERR x\r\n");
+	                    "+OK extra\r\nhello\r\n+ \r\n-ERR x\r\n");
 	assert_string_equal(dx(&d, 0, "NOOP\r\nSTLS\r\n", 0), "NOOP\r\n");
 	assert_string_equal(dx(&d, 1, "garbage\r\n", 0), "garbage\r\n");
-	assert_string_equal(dx(&d, 1, "+OK\r\n", 0), "+OK\r\n" "-ERR TLS is already active.\r\n");
+	assert_string_equal(dx(&d, 1, "+OK\r\n", 0), "+OK\r\n"
+	                                             "-ERR TLS is already active.\r\n");
 	assert_string_equal(dx(&d, 1, "+OK again\r\n", 0), "+OK again\r\n");
 }
 
@@ -984,7 +991,7 @@ backend_filter__challenge_with_missing_reply__client_released(void **state)
 
 	duplex_setup(&d, 1);
 	assert_string_equal(dx(&d, 0, "\r\nAUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\n", 0),
-			    "\r\nAUTH PLAIN\r\n");
+	                    "\r\nAUTH PLAIN\r\n");
 	assert_string_equal(dx(&d, 1, "+ \r\n", 0), "+ \r\n");
 	assert_string_equal(dx(&d, 0, "STLS\r\n", 0), "AGFsaWNlAHNlY3JldA==\r\n");
 	assert_string_equal(dx(&d, 1, "+OK Logged in.\r\n", 0), "+OK Logged in.\r\n");
@@ -998,9 +1005,9 @@ struct single_case {
 
 /* Which replies are multi-line: only after +OK, only for the right commands. Each case
  * ends with a CAPA whose STLS must go: that only happens if tracking stayed in step. */
-#define CAPA_PROBE_CMD "CAPA\r\n"
+#define CAPA_PROBE_CMD   "CAPA\r\n"
 #define CAPA_PROBE_REPLY "+OK\r\nSTLS\r\nTOP\r\n.\r\n"
-#define CAPA_PROBE_WANT "+OK\r\nTOP\r\n.\r\n"
+#define CAPA_PROBE_WANT  "+OK\r\nTOP\r\n.\r\n"
 static const struct single_case single_cases[] = {
     {"LIST 1\r\n", "+OK 1 120\r\n", "+OK 1 120\r\n"},
     {"UIDL 1\r\n", "+OK 1 abc\r\n", "+OK 1 abc\r\n"},
@@ -1053,7 +1060,9 @@ backend_filter__big_body_small_buffer__untouched(void **state)
 	n += (size_t)snprintf(body + n, sizeof(body) - n, "+OK 11000 octets\r\n");
 	for (i = 0; n < 11000; i++)
 		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s\r\n",
-				      i % 3 == 0 ? "STLS" : i % 3 == 1 ? ".." : "+OK line");
+		                      i % 3 == 0   ? "STLS"
+		                      : i % 3 == 1 ? ".."
+		                                   : "+OK line");
 	snprintf(body + n, sizeof(body) - n, ".\r\n");
 	replies[0] = body;
 	replies[1] = "+OK bye\r\n";
@@ -1084,7 +1093,7 @@ backend_filter__greeting__expected_only_when_not_swallowed(void **state)
 	dx(&d, 0, "STLS\r\n", 0);
 	assert_string_equal(dx(&d, 1, "", 0), "");
 	assert_string_equal(dx(&d, 1, "+OK ready\r\n", 0),
-			    "+OK ready\r\n-ERR TLS is already active.\r\n");
+	                    "+OK ready\r\n-ERR TLS is already active.\r\n");
 }
 
 /* --- 4. probe --- */
@@ -1103,8 +1112,8 @@ static const struct probe_case probe_cases[] = {
     /* qmail-pop3d has no CAPA (RFC 1939 only): nothing learned, defaults apply. */
     {"qmail", "+OK <12345.1700000000@mail.example.test>\r\n", "-ERR unimplemented\r\n",
      PROTO_P_DONE, ""},
-    {"dot-stuffed, bare LF, no CRLF at end",
-     "+OK\n", "+OK\n..X-DOT\nA\001B\n\nTOP\r\nUIDL\n.", PROTO_P_DONE, ".X-DOT\nTOP\nUIDL"},
+    {"dot-stuffed, bare LF, no CRLF at end", "+OK\n", "+OK\n..X-DOT\nA\001B\n\nTOP\r\nUIDL\n.",
+     PROTO_P_DONE, ".X-DOT\nTOP\nUIDL"},
     {"busy", "-ERR [SYS/TEMP] Too many connections\r\n", "", PROTO_P_FAIL, NULL},
     {"not pop3", "* OK IMAP4rev1 ready\r\n", "", PROTO_P_FAIL, NULL},
     {"garbage capa", "+OK\r\n", "220 what\r\n", PROTO_P_FAIL, NULL},
@@ -1136,7 +1145,7 @@ probe_run(const char *greeting, const char *capa, char *caps, size_t capslen, ch
 	}
 	if (r == PROTO_P_DONE)
 		assert_int_equal(P->probe_line(&ps, &cfg, "+OK\r\n", 5, &o, caps, capslen),
-				 PROTO_P_FAIL);
+		                 PROTO_P_FAIL);
 	memcpy(sent, o.data, o.len);
 	sent[o.len] = '\0';
 	return r;
@@ -1155,7 +1164,7 @@ probe__real_transcripts__caps_learned(void **state)
 		print_message("probe %s\n", c->name);
 		memset(caps, 'Z', sizeof(caps));
 		assert_int_equal(probe_run(c->greeting, c->capa, caps, sizeof(caps), sent),
-				 c->last);
+		                 c->last);
 		if (c->last == PROTO_P_DONE) {
 			assert_string_equal(caps, c->caps);
 			assert_string_equal(sent, "CAPA\r\nQUIT\r\n");
@@ -1170,7 +1179,7 @@ probe__small_caps_buffer__whole_lines_only(void **state)
 	(void)state;
 
 	assert_int_equal(probe_run(DOVECOT_GREETING, DOVECOT_CAPA, caps, sizeof(caps), sent),
-			 PROTO_P_DONE);
+	                 PROTO_P_DONE);
 	assert_string_equal(caps, "CAPA\nTOP\nUIDL");
 	assert_int_equal(probe_run(DOVECOT_GREETING, DOVECOT_CAPA, caps, 1, sent), PROTO_P_DONE);
 	assert_string_equal(caps, "");
@@ -1188,12 +1197,12 @@ probe__learned_caps__offered_before_tls(void **state)
 	(void)state;
 
 	assert_int_equal(probe_run(DOVECOT_GREETING, DOVECOT_CAPA, caps, sizeof(caps), sent),
-			 PROTO_P_DONE);
+	                 PROTO_P_DONE);
 	cfg = config(E, caps);
 	fresh(&s, &cfg, 0);
 	say(&s, &cfg, "CAPA\r\n", &o);
 	assert_out(&o, CAPA_HEAD "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\n"
-			"AUTH-RESP-CODE\r\nSTLS\r\n.\r\n");
+	                         "AUTH-RESP-CODE\r\nSTLS\r\n.\r\n");
 }
 
 int

@@ -27,10 +27,10 @@ ssize_t __real_write(int fd, const void *buf, size_t count);
 ssize_t __wrap_read(int fd, void *buf, size_t count);
 ssize_t __wrap_write(int fd, const void *buf, size_t count);
 
-static size_t src_pos;     /* bytes produced by the fake source */
-static size_t sink_pos;    /* bytes accepted by the fake destination */
+static size_t src_pos;  /* bytes produced by the fake source */
+static size_t sink_pos; /* bytes accepted by the fake destination */
 static int n_reads, n_writes;
-static int read_clamp;     /* return at most `count` instead of failing */
+static int read_clamp; /* return at most `count` instead of failing */
 static size_t read_caps[64], write_lens[64];
 
 static unsigned char
@@ -236,9 +236,9 @@ step__partial_write__rest_kept_and_waits_for_write(void **state)
 {
 	(void)state;
 	will_read(10);
-	will_write(4);         /* short write */
+	will_write(4); /* short write */
 	will_read(-EAGAIN);
-	will_write(-EAGAIN);   /* the rest does not fit yet */
+	will_write(-EAGAIN); /* the rest does not fit yet */
 	assert_int_equal(relay_step(&d), RELAY_IDLE);
 	assert_int_equal(d.bytes, 4);
 	assert_int_equal(buffer_len(&d.buf), 6);
@@ -391,8 +391,8 @@ step__dst_blocked_and_buffer_full__no_more_reads(void **state)
 {
 	(void)state;
 	plain_relay(16);
-	will_read(16);           /* fills the buffer */
-	will_write(-EAGAIN);     /* dst blocks */
+	will_read(16);       /* fills the buffer */
+	will_write(-EAGAIN); /* dst blocks */
 	assert_int_equal(relay_step(&d), RELAY_IDLE);
 	assert_int_equal(n_reads, 1);
 	assert_int_equal(buffer_len(&d.buf), 16);
@@ -415,8 +415,8 @@ step__room_freed_by_partial_write__reads_only_the_free_space(void **state)
 	assert_int_equal(relay_step(&d), RELAY_IDLE);
 
 	d.dst_wait = IO_OK;
-	will_write(6);           /* frees 6 bytes */
-	will_read(6);            /* asked for at most 6 */
+	will_write(6); /* frees 6 bytes */
+	will_read(6);  /* asked for at most 6 */
 	will_write(-EAGAIN);
 	assert_int_equal(relay_step(&d), RELAY_IDLE);
 	assert_int_equal(read_caps[0], 16);
@@ -498,8 +498,8 @@ step__source_keeps_producing_dst_slow__still_bounded(void **state)
 
 struct script_step {
 	enum io_result r;
-	size_t n;  /* for IO_OK */
-	int err;   /* for IO_ERROR */
+	size_t n; /* for IO_OK */
+	int err;  /* for IO_ERROR */
 };
 
 struct mock_ep {
@@ -545,8 +545,8 @@ mock_send(void *ep, const void *buf, size_t len, size_t *n, int *err)
 
 static const struct endpoint_ops mock_ops = {mock_recv, mock_send};
 
-#define SCRIPT(ep, ...) \
-	static const struct script_step ep##_steps[] = {__VA_ARGS__}; \
+#define SCRIPT(ep, ...)                                                                            \
+	static const struct script_step ep##_steps[] = {__VA_ARGS__};                              \
 	struct mock_ep ep = {ep##_steps, (int)(sizeof(ep##_steps) / sizeof(ep##_steps[0])), 0, 0}
 
 static void
@@ -554,7 +554,8 @@ mock_send_wants_read__dst_waits_for_readable_src_continues(void **state)
 {
 	(void)state;
 	SCRIPT(src, {IO_OK, 10, 0}, {IO_OK, 5, 0}, {IO_WANT_READ, 0, 0});
-	SCRIPT(dst, {IO_WANT_READ, 0, 0}); /* TLS write needs to read first (renegotiation, key update) */
+	SCRIPT(dst, {IO_WANT_READ, 0,
+	             0}); /* TLS write needs to read first (renegotiation, key update) */
 
 	relay_dir_init(&d, mem, sizeof(mem), &mock_ops, &src, &mock_ops, &dst);
 	assert_int_equal(relay_step(&d), RELAY_IDLE);
@@ -654,34 +655,34 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(init__fresh__nothing_waiting_no_bytes),
-		T(step__src_would_block__idle_waiting_for_read),
-		T(step__src_ewouldblock__idle_waiting_for_read),
-		T(step__src_waiting__no_read_until_caller_clears_it),
-		T(step__data_then_would_block__delivered_in_order),
-		T(step__short_reads_while_dst_blocked__then_one_full_write),
-		T(step__partial_write__rest_kept_and_waits_for_write),
-		T(step__write_returns_zero__waits_for_write),
-		T(step__eintr__retried_not_reported),
-		T(step__eof_with_empty_buffer__done),
-		T(step__eof_with_pending_data__delivered_then_done),
-		T(step__eof_while_dst_blocked__idle_until_drained_then_done),
-		T(step__write_connection_reset__error_on_dst),
-		T(step__write_epipe__error_on_dst),
-		T(step__read_error__error_on_src),
-		T(step__read_error_after_data__data_delivered_first),
-		T(step__dst_blocked_and_buffer_full__no_more_reads),
-		T(step__room_freed_by_partial_write__reads_only_the_free_space),
-		T(bytes__partial_delivery__counts_delivered_not_read),
-		T(step__source_keeps_producing__bounded_then_more),
-		T(step__source_keeps_producing_dst_slow__still_bounded),
-		T(mock_send_wants_read__dst_waits_for_readable_src_continues),
-		T(mock_send_wants_read__retried_after_clear),
-		T(mock_recv_wants_write__src_waits_for_writable),
-		T(mock_send_eof__error_on_dst_epipe),
-		T(mock_recv_error__error_on_src_with_its_code),
-		T(mock_send_error__error_on_dst_with_its_code),
-		T(mock_tls_close_notify__eof_drains_then_done),
+	    T(init__fresh__nothing_waiting_no_bytes),
+	    T(step__src_would_block__idle_waiting_for_read),
+	    T(step__src_ewouldblock__idle_waiting_for_read),
+	    T(step__src_waiting__no_read_until_caller_clears_it),
+	    T(step__data_then_would_block__delivered_in_order),
+	    T(step__short_reads_while_dst_blocked__then_one_full_write),
+	    T(step__partial_write__rest_kept_and_waits_for_write),
+	    T(step__write_returns_zero__waits_for_write),
+	    T(step__eintr__retried_not_reported),
+	    T(step__eof_with_empty_buffer__done),
+	    T(step__eof_with_pending_data__delivered_then_done),
+	    T(step__eof_while_dst_blocked__idle_until_drained_then_done),
+	    T(step__write_connection_reset__error_on_dst),
+	    T(step__write_epipe__error_on_dst),
+	    T(step__read_error__error_on_src),
+	    T(step__read_error_after_data__data_delivered_first),
+	    T(step__dst_blocked_and_buffer_full__no_more_reads),
+	    T(step__room_freed_by_partial_write__reads_only_the_free_space),
+	    T(bytes__partial_delivery__counts_delivered_not_read),
+	    T(step__source_keeps_producing__bounded_then_more),
+	    T(step__source_keeps_producing_dst_slow__still_bounded),
+	    T(mock_send_wants_read__dst_waits_for_readable_src_continues),
+	    T(mock_send_wants_read__retried_after_clear),
+	    T(mock_recv_wants_write__src_waits_for_writable),
+	    T(mock_send_eof__error_on_dst_epipe),
+	    T(mock_recv_error__error_on_src_with_its_code),
+	    T(mock_send_error__error_on_dst_with_its_code),
+	    T(mock_tls_close_notify__eof_drains_then_done),
 	};
 	return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }

@@ -23,25 +23,25 @@ static _Alignas(max_align_t) unsigned char state[8192];
 static _Alignas(max_align_t) unsigned char fresh[8192];
 
 /* Real servers, verbatim. */
-#define POSTFIX_EHLO                                                                       \
-	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"   \
-	"250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"    \
-	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"         \
+#define POSTFIX_EHLO                                                                               \
+	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"             \
+	"250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"             \
+	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"                   \
 	"250 CHUNKING\r\n"
-#define POSTFIX_EHLO_XCLIENT                                                               \
-	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"   \
-	"250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"    \
-	"250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n"  \
-	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"         \
+#define POSTFIX_EHLO_XCLIENT                                                                       \
+	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"             \
+	"250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"             \
+	"250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n"           \
+	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"                   \
 	"250 CHUNKING\r\n"
 /* What a client may see of it after TLS. */
-#define POSTFIX_EHLO_RELAYED                                                               \
-	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"   \
-	"250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"                    \
-	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"         \
+#define POSTFIX_EHLO_RELAYED                                                                       \
+	"250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"             \
+	"250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"                             \
+	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n"                   \
 	"250 CHUNKING\r\n"
-#define POSTFIX_CAPS                                                                       \
-	"PIPELINING\nSIZE 10240000\nVRFY\nETRN\nSTARTTLS\nAUTH PLAIN LOGIN\n"             \
+#define POSTFIX_CAPS                                                                               \
+	"PIPELINING\nSIZE 10240000\nVRFY\nETRN\nSTARTTLS\nAUTH PLAIN LOGIN\n"                      \
 	"AUTH=PLAIN LOGIN\nENHANCEDSTATUSCODES\n8BITMIME\nDSN\nSMTPUTF8\nCHUNKING"
 
 #define R554 "554 5.5.1 Error: TLS already active\r\n"
@@ -65,10 +65,10 @@ line(void *st, const struct proto_config *cfg, const char *l, size_t n, struct p
 	return P->client_line(st, cfg, l, n, out);
 }
 
-#define assert_out(out, s)                                                                 \
-	do {                                                                               \
-		assert_int_equal((out)->len, strlen(s));                                   \
-		assert_memory_equal((out)->data, s, strlen(s));                            \
+#define assert_out(out, s)                                                                         \
+	do {                                                                                       \
+		assert_int_equal((out)->len, strlen(s));                                           \
+		assert_memory_equal((out)->data, s, strlen(s));                                    \
 	} while (0)
 
 /* --- greeting --- */
@@ -104,16 +104,17 @@ protocol__struct__complete(void **unused)
 	assert_non_null(P->probe_line);
 	assert_true(P->probe_state_size > 0);
 	assert_string_equal(P->too_long_reply, "500 5.5.0 Error: line too long\r\n");
-	assert_string_equal(P->tempfail_reply,
-			    "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n");
+	assert_string_equal(
+	    P->tempfail_reply,
+	    "421 4.3.2 Service temporarily unavailable, closing transmission channel\r\n");
 	assert_string_equal(P->timeout_reply, "421 4.4.2 %s Error: timeout exceeded\r\n");
 	assert_true(P->default_idle_timeout >= 300.0);
 }
 
 /* --- pre-TLS dialogue, every row of BEHAVIOUR.md for both levels --- */
 
-#define DEFAULT_EHLO                                                                       \
-	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"                   \
+#define DEFAULT_EHLO                                                                               \
+	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"                           \
 	"250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
 
 struct dialogue_row {
@@ -124,57 +125,65 @@ struct dialogue_row {
 	enum proto_action action;
 };
 
-#define BOTH(l, r, a) {PROTO_LEVEL_MAY, l, 0, r, a}, {PROTO_LEVEL_ENCRYPT, l, 0, r, a}
-#define TX(l) {PROTO_LEVEL_MAY, l, 0, "", PROTO_BACKEND}, \
-	{PROTO_LEVEL_ENCRYPT, l, 0, R530, PROTO_CONTINUE}
-#define UNKNOWN(l) {PROTO_LEVEL_MAY, l, 0, R502, PROTO_CONTINUE}, \
-	{PROTO_LEVEL_ENCRYPT, l, 0, R530, PROTO_CONTINUE}
+#define BOTH(l, r, a)                                                                              \
+	{PROTO_LEVEL_MAY, l, 0, r, a},                                                             \
+	{                                                                                          \
+		PROTO_LEVEL_ENCRYPT, l, 0, r, a                                                    \
+	}
+#define TX(l)                                                                                      \
+	{PROTO_LEVEL_MAY, l, 0, "", PROTO_BACKEND},                                                \
+	{                                                                                          \
+		PROTO_LEVEL_ENCRYPT, l, 0, R530, PROTO_CONTINUE                                    \
+	}
+#define UNKNOWN(l)                                                                                 \
+	{PROTO_LEVEL_MAY, l, 0, R502, PROTO_CONTINUE},                                             \
+	{                                                                                          \
+		PROTO_LEVEL_ENCRYPT, l, 0, R530, PROTO_CONTINUE                                    \
+	}
 
 static const struct dialogue_row dialogue_rows[] = {
-	BOTH("EHLO client.example\r\n", DEFAULT_EHLO, PROTO_CONTINUE),
-	BOTH("ehlo client.example\n", DEFAULT_EHLO, PROTO_CONTINUE),
-	BOTH("EhLo [192.0.2.1]\r\n", DEFAULT_EHLO, PROTO_CONTINUE),
-	BOTH("EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n", PROTO_CONTINUE),
-	BOTH("EHLO   \r\n", "501 5.5.4 Syntax: EHLO hostname\r\n", PROTO_CONTINUE),
-	BOTH("HELO client.example\r\n", "250 " HOST "\r\n", PROTO_CONTINUE),
-	BOTH("helo client.example\n", "250 " HOST "\r\n", PROTO_CONTINUE),
-	BOTH("HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n", PROTO_CONTINUE),
-	BOTH("NOOP\r\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
-	BOTH("noop\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
-	BOTH("RSET\r\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
-	BOTH("QUIT\r\n", "221 2.0.0 Bye\r\n", PROTO_CLOSE),
-	BOTH("quit\n", "221 2.0.0 Bye\r\n", PROTO_CLOSE),
-	BOTH("STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
-	BOTH("StartTLS\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
-	BOTH("STARTTLS  \r\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
-	BOTH("STARTTLS now\r\n", "501 5.5.4 Syntax: STARTTLS\r\n", PROTO_CONTINUE),
-	BOTH("starttls x y\n", "501 5.5.4 Syntax: STARTTLS\r\n", PROTO_CONTINUE),
-	TX("MAIL FROM:<a@example.org>\r\n"),
-	TX("mail from:<a@example.org>\n"),
-	TX("RCPT TO:<b@example.net>\r\n"),
-	TX("DATA\r\n"),
-	TX("BDAT 100 LAST\r\n"),
-	TX("AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n"),
-	TX("auth login\n"),
-	TX("VRFY postmaster\r\n"),
-	TX("EXPN staff\r\n"),
-	TX("ETRN example.org\r\n"),
-	TX("HELP\r\n"),
-	UNKNOWN("XCLIENT ADDR=192.0.2.1\r\n"),
-	UNKNOWN("XFORWARD NAME=spoof.example\r\n"),
-	UNKNOWN("xclient ADDR=192.0.2.1\n"),
-	UNKNOWN("BOGUS\r\n"),
-	UNKNOWN("\r\n"),
-	UNKNOWN("\n"),
-	UNKNOWN("MAILFROM:<a@example.org>\r\n"),
-	UNKNOWN("STARTTLSX\r\n"),
-	{PROTO_LEVEL_MAY, "NOOP\0\r\n", 7, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "NOOP\0\r\n", 7, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "STARTTLS\0\r\n", 11, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
-	{PROTO_LEVEL_ENCRYPT, "\0STARTTLS\r\n", 11, "500 5.5.2 Error: bad syntax\r\n",
-	 PROTO_CONTINUE},
-	{PROTO_LEVEL_MAY, "MAIL FROM:<a\0>\r\n", 16, "500 5.5.2 Error: bad syntax\r\n",
-	 PROTO_CONTINUE},
+    BOTH("EHLO client.example\r\n", DEFAULT_EHLO, PROTO_CONTINUE),
+    BOTH("ehlo client.example\n", DEFAULT_EHLO, PROTO_CONTINUE),
+    BOTH("EhLo [192.0.2.1]\r\n", DEFAULT_EHLO, PROTO_CONTINUE),
+    BOTH("EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname\r\n", PROTO_CONTINUE),
+    BOTH("EHLO   \r\n", "501 5.5.4 Syntax: EHLO hostname\r\n", PROTO_CONTINUE),
+    BOTH("HELO client.example\r\n", "250 " HOST "\r\n", PROTO_CONTINUE),
+    BOTH("helo client.example\n", "250 " HOST "\r\n", PROTO_CONTINUE),
+    BOTH("HELO\r\n", "501 5.5.4 Syntax: HELO hostname\r\n", PROTO_CONTINUE),
+    BOTH("NOOP\r\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
+    BOTH("noop\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
+    BOTH("RSET\r\n", "250 2.0.0 Ok\r\n", PROTO_CONTINUE),
+    BOTH("QUIT\r\n", "221 2.0.0 Bye\r\n", PROTO_CLOSE),
+    BOTH("quit\n", "221 2.0.0 Bye\r\n", PROTO_CLOSE),
+    BOTH("STARTTLS\r\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
+    BOTH("StartTLS\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
+    BOTH("STARTTLS  \r\n", "220 2.0.0 Ready to start TLS\r\n", PROTO_STARTTLS),
+    BOTH("STARTTLS now\r\n", "501 5.5.4 Syntax: STARTTLS\r\n", PROTO_CONTINUE),
+    BOTH("starttls x y\n", "501 5.5.4 Syntax: STARTTLS\r\n", PROTO_CONTINUE),
+    TX("MAIL FROM:<a@example.org>\r\n"),
+    TX("mail from:<a@example.org>\n"),
+    TX("RCPT TO:<b@example.net>\r\n"),
+    TX("DATA\r\n"),
+    TX("BDAT 100 LAST\r\n"),
+    TX("AUTH PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n"),
+    TX("auth login\n"),
+    TX("VRFY postmaster\r\n"),
+    TX("EXPN staff\r\n"),
+    TX("ETRN example.org\r\n"),
+    TX("HELP\r\n"),
+    UNKNOWN("XCLIENT ADDR=192.0.2.1\r\n"),
+    UNKNOWN("XFORWARD NAME=spoof.example\r\n"),
+    UNKNOWN("xclient ADDR=192.0.2.1\n"),
+    UNKNOWN("BOGUS\r\n"),
+    UNKNOWN("\r\n"),
+    UNKNOWN("\n"),
+    UNKNOWN("MAILFROM:<a@example.org>\r\n"),
+    UNKNOWN("STARTTLSX\r\n"),
+    {PROTO_LEVEL_MAY, "NOOP\0\r\n", 7, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "NOOP\0\r\n", 7, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "STARTTLS\0\r\n", 11, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_ENCRYPT, "\0STARTTLS\r\n", 11, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
+    {PROTO_LEVEL_MAY, "MAIL FROM:<a\0>\r\n", 16, "500 5.5.2 Error: bad syntax\r\n", PROTO_CONTINUE},
 };
 
 static void
@@ -191,8 +200,8 @@ dialogue__each_row__reply_and_action(void **unused)
 
 		if (a != r->action || out.len != strlen(r->reply) ||
 		    memcmp(out.data, r->reply, out.len) != 0)
-			fail_msg("row %zu (%s): action %d, reply '%.*s'", i, r->line, a, (int)out.len,
-				 out.data);
+			fail_msg("row %zu (%s): action %d, reply '%.*s'", i, r->line, a,
+			         (int)out.len, out.data);
 	}
 }
 
@@ -200,7 +209,7 @@ static void
 dialogue__tenth_invalid__closes_with_421(void **unused)
 {
 	static const char *const bad[] = {"BOGUS\r\n", "EHLO\r\n", "XCLIENT A=B\r\n",
-					  "STARTTLS x\r\n", "HELO\r\n"};
+	                                  "STARTTLS x\r\n", "HELO\r\n"};
 	struct proto_out out;
 	void *st;
 
@@ -223,7 +232,7 @@ dialogue__tenth_invalid__closes_with_421(void **unused)
 	st = st_init(&cfg_enc, 0);
 	for (int i = 0; i < 9; i++)
 		assert_int_equal(line(st, &cfg_enc, S("MAIL FROM:<a@b>\r\n"), &out),
-				 PROTO_CONTINUE);
+		                 PROTO_CONTINUE);
 	assert_int_equal(line(st, &cfg_enc, S("RCPT TO:<a@b>\r\n"), &out), PROTO_CLOSE);
 	assert_out(&out, "421 4.7.0 " HOST " Error: too many errors\r\n");
 }
@@ -238,17 +247,17 @@ ehlo__postfix_caps__filtered_per_level(void **unused)
 
 	(void)unused;
 	c.caps = POSTFIX_CAPS "\nXCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR "
-			      "DESTPORT\nXFORWARD NAME ADDR";
+	                      "DESTPORT\nXFORWARD NAME ADDR";
 	assert_int_equal(line(st_init(&c, 0), &c, S("EHLO c.example\r\n"), &out), PROTO_CONTINUE);
 	assert_out(&out, "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
-			 "250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
-			 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
+	                 "250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
+	                 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
 	c.level = PROTO_LEVEL_MAY;
 	assert_int_equal(line(st_init(&c, 0), &c, S("EHLO c.example\r\n"), &out), PROTO_CONTINUE);
 	assert_out(&out, "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
-			 "250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"
-			 "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
-			 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
+	                 "250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n"
+	                 "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
+	                 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
 }
 
 static void
@@ -276,7 +285,7 @@ ehlo__caps_with_crlf_controls_and_blanks__sanitised(void **unused)
 	c.caps = "SIZE 100\r\n\n  \nEVIL\r250 X\nPIPELINING  \nAuth LOGIN\nauth=login\n8BITMIME";
 	line(st_init(&c, 0), &c, S("EHLO c\r\n"), &out);
 	assert_out(&out, "250-" HOST "\r\n250-SIZE 100\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-			 "250 STARTTLS\r\n");
+	                 "250 STARTTLS\r\n");
 }
 
 static void
@@ -342,7 +351,8 @@ init_tls__client_line__never_answers(void **unused)
 			const struct proto_config *c = implicit ? &cfg_implicit : &cfg_enc;
 			void *st = st_init(c, 1);
 
-			assert_int_equal(line(st, c, lines[i], strlen(lines[i]), &out), PROTO_CLOSE);
+			assert_int_equal(line(st, c, lines[i], strlen(lines[i]), &out),
+			                 PROTO_CLOSE);
 			assert_int_equal(out.len, 0);
 		}
 }
@@ -363,7 +373,7 @@ run_backend(void *st, const struct proto_config *c, const struct bline *b, size_
 	for (size_t i = 0; i < n; i++) {
 		out.len = 0;
 		assert_int_equal(P->backend_line(st, c, b[i].line, strlen(b[i].line), &out),
-				 b[i].step);
+		                 b[i].step);
 		assert_out(&out, b[i].send);
 	}
 }
@@ -371,11 +381,12 @@ run_backend(void *st, const struct proto_config *c, const struct bline *b, size_
 static void
 backend__greeting_under_tls__swallowed(void **unused)
 {
-	static const struct bline one[] = {{"220 mail.example.test ESMTP Postfix\r\n", PROTO_B_DONE, ""}};
+	static const struct bline one[] = {
+	    {"220 mail.example.test ESMTP Postfix\r\n", PROTO_B_DONE, ""}};
 	static const struct bline multi[] = {
-		{"220-mail.example.test ESMTP\r\n", PROTO_B_MORE, ""},
-		{"220-please wait\r\n", PROTO_B_MORE, ""},
-		{"220 ready\r\n", PROTO_B_DONE, ""},
+	    {"220-mail.example.test ESMTP\r\n", PROTO_B_MORE, ""},
+	    {"220-please wait\r\n", PROTO_B_MORE, ""},
+	    {"220 ready\r\n", PROTO_B_DONE, ""},
 	};
 	static const struct bline bare[] = {{"220 no line ending", PROTO_B_DONE, ""}};
 	static const struct bline code_only[] = {{"220\r\n", PROTO_B_DONE, ""}};
@@ -393,20 +404,27 @@ static void
 backend__failure_greeting__fails(void **unused)
 {
 	static const char *const bad[] = {
-		"421 4.3.2 Service shutting down\r\n", "554 5.7.1 No SMTP service here\r\n",
-		"421-busy\r\n", "* OK IMAP\r\n", "+OK POP3\r\n", "\r\n", "22\r\n", "",
+	    "421 4.3.2 Service shutting down\r\n",
+	    "554 5.7.1 No SMTP service here\r\n",
+	    "421-busy\r\n",
+	    "* OK IMAP\r\n",
+	    "+OK POP3\r\n",
+	    "\r\n",
+	    "22\r\n",
+	    "",
 	};
 
 	(void)unused;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct proto_out out = {0};
 
-		assert_int_equal(P->backend_line(st_init(&cfg_enc, 1), &cfg_enc, bad[i],
-						 strlen(bad[i]), &out),
-				 PROTO_B_FAIL);
+		assert_int_equal(
+		    P->backend_line(st_init(&cfg_enc, 1), &cfg_enc, bad[i], strlen(bad[i]), &out),
+		    PROTO_B_FAIL);
 	}
 	/* a later line of a multi-line greeting turning bad */
-	struct bline turn[] = {{"220-hello\r\n", PROTO_B_MORE, ""}, {"554 no\r\n", PROTO_B_FAIL, ""}};
+	struct bline turn[] = {{"220-hello\r\n", PROTO_B_MORE, ""},
+	                       {"554 no\r\n", PROTO_B_FAIL, ""}};
 	run_backend(st_init(&cfg_enc, 1), &cfg_enc, turn, 2);
 }
 
@@ -414,20 +432,20 @@ static void
 backend__may_plaintext__replays_last_ehlo_and_swallows_reply(void **unused)
 {
 	static const struct bline replay[] = {
-		{"220-mail.example.test ESMTP Postfix\r\n", PROTO_B_MORE, ""},
-		{"220 mail.example.test ESMTP Postfix\r\n", PROTO_B_SEND, "EHLO second.example\r\n"},
-		{"250-mail.example.test\r\n", PROTO_B_MORE, ""},
-		{"250-PIPELINING\r\n", PROTO_B_MORE, ""},
-		{"250-STARTTLS\r\n", PROTO_B_MORE, ""},
-		{"250 CHUNKING\r\n", PROTO_B_DONE, ""},
+	    {"220-mail.example.test ESMTP Postfix\r\n", PROTO_B_MORE, ""},
+	    {"220 mail.example.test ESMTP Postfix\r\n", PROTO_B_SEND, "EHLO second.example\r\n"},
+	    {"250-mail.example.test\r\n", PROTO_B_MORE, ""},
+	    {"250-PIPELINING\r\n", PROTO_B_MORE, ""},
+	    {"250-STARTTLS\r\n", PROTO_B_MORE, ""},
+	    {"250 CHUNKING\r\n", PROTO_B_DONE, ""},
 	};
 	static const struct bline helo[] = {
-		{"220 mail.example.test ESMTP\r\n", PROTO_B_SEND, "HELO c.example\r\n"},
-		{"250 mail.example.test\n", PROTO_B_DONE, ""},
+	    {"220 mail.example.test ESMTP\r\n", PROTO_B_SEND, "HELO c.example\r\n"},
+	    {"250 mail.example.test\n", PROTO_B_DONE, ""},
 	};
 	static const struct bline refused[] = {
-		{"220 mail.example.test ESMTP\r\n", PROTO_B_SEND, "EHLO c.example\r\n"},
-		{"550 5.7.1 go away\r\n", PROTO_B_FAIL, ""},
+	    {"220 mail.example.test ESMTP\r\n", PROTO_B_SEND, "EHLO c.example\r\n"},
+	    {"550 5.7.1 go away\r\n", PROTO_B_FAIL, ""},
 	};
 	struct proto_out out;
 	void *st = st_init(&cfg_may, 0);
@@ -437,7 +455,7 @@ backend__may_plaintext__replays_last_ehlo_and_swallows_reply(void **unused)
 	line(st, &cfg_may, S("ehlo second.example\n"), &out);
 	line(st, &cfg_may, S("EHLO\r\n"), &out); /* a failed EHLO replaces nothing */
 	assert_int_equal(line(st, &cfg_may, S("MAIL FROM:<a@example.org>\r\n"), &out),
-			 PROTO_BACKEND);
+	                 PROTO_BACKEND);
 	assert_int_equal(out.len, 0);
 	run_backend(st, &cfg_may, replay, 6);
 
@@ -479,9 +497,9 @@ backend__longest_ehlo_line__replayed_byte_for_byte(void **unused)
 struct sim {
 	void *st;
 	const struct proto_config *cfg;
-	size_t cap;		 /* relay buffer size (<= SIM_BUF) */
-	size_t step;		 /* feed in pieces of this size (0: whole) */
-	size_t csplit, bsplit;	 /* and cut at these stream offsets */
+	size_t cap;            /* relay buffer size (<= SIM_BUF) */
+	size_t step;           /* feed in pieces of this size (0: whole) */
+	size_t csplit, bsplit; /* and cut at these stream offsets */
 	size_t coff, boff;
 	char cbuf[SIM_BUF], bbuf[SIM_BUF];
 	size_t clen, blen;
@@ -545,7 +563,10 @@ struct step {
 	const char *b;
 	size_t blen;
 };
-#define STEP(c, b) {c, sizeof(c) - 1, b, sizeof(b) - 1}
+#define STEP(c, b)                                                                                 \
+	{                                                                                          \
+		c, sizeof(c) - 1, b, sizeof(b) - 1                                                 \
+	}
 
 static void
 sim_run(struct sim *s, const struct step *t, size_t n)
@@ -571,47 +592,46 @@ sim_new(const struct proto_config *cfg, int tls)
 	return &s;
 }
 
-#define assert_stream(got, gotlen, want)                                                   \
-	do {                                                                               \
-		if ((gotlen) != sizeof(want) - 1 || memcmp(got, want, gotlen) != 0)       \
-			fail_msg("stream differs:\n got: '%.*s'\nwant: '%s'", (int)(gotlen), \
-				 got, want);                                               \
+#define assert_stream(got, gotlen, want)                                                           \
+	do {                                                                                       \
+		if ((gotlen) != sizeof(want) - 1 || memcmp(got, want, gotlen) != 0)                \
+			fail_msg("stream differs:\n got: '%.*s'\nwant: '%s'", (int)(gotlen), got,  \
+			         want);                                                            \
 	} while (0)
 
 /* After TLS: pipelining, refusals, DATA, AUTH, BDAT, EHLO filtering in one session. */
-#define BODY                                                                               \
-	"Subject: test\r\n\r\nSTARTTLS\r\n250 STARTTLS\r\n250-STARTTLS\r\n"               \
-	"* CAPABILITY STARTTLS\r\nSTLS\r\nXCLIENT ADDR=192.0.2.1\r\n..leading dot\r\n"     \
+#define BODY                                                                                       \
+	"Subject: test\r\n\r\nSTARTTLS\r\n250 STARTTLS\r\n250-STARTTLS\r\n"                        \
+	"* CAPABILITY STARTTLS\r\nSTLS\r\nXCLIENT ADDR=192.0.2.1\r\n..leading dot\r\n"             \
 	". not the end\r\n\r\n.\r\n"
 #define CHUNK26 "STARTTLS\r\nXCLIENT ADDR=x\r\n"
 
 static const struct step tls_session[] = {
-	STEP("EHLO client.example\r\n", POSTFIX_EHLO_XCLIENT),
-	STEP("MAIL FROM:<a@example.org>\r\nSTARTTLS\r\nRCPT TO:<b@example.net>\r\n"
-	     "XCLIENT ADDR=192.0.2.1\r\nDATA\r\n",
-	     "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"),
-	STEP(BODY "NOOP\r\nSTARTTLS\r\n", "250 2.0.0 Ok: queued as 4BxyZ\r\n250 2.0.0 Ok\r\n"),
-	STEP("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
-	STEP("STARTTLS\r\n", "334 UGFzc3dvcmQ6\r\n"), /* SASL data, base64 of sorts */
-	STEP("c2VjcmV0\r\n", "235 2.7.0 Authentication successful\r\n"),
-	STEP("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 26\r\n" CHUNK26
-	     "BDAT 0 LAST\r\nQUIT\r\n",
-	     "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 26 bytes\r\n"
-	     "250 2.0.0 Ok: queued as 4Bxz\r\n221 2.0.0 Bye\r\n"),
+    STEP("EHLO client.example\r\n", POSTFIX_EHLO_XCLIENT),
+    STEP("MAIL FROM:<a@example.org>\r\nSTARTTLS\r\nRCPT TO:<b@example.net>\r\n"
+         "XCLIENT ADDR=192.0.2.1\r\nDATA\r\n",
+         "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"),
+    STEP(BODY "NOOP\r\nSTARTTLS\r\n", "250 2.0.0 Ok: queued as 4BxyZ\r\n250 2.0.0 Ok\r\n"),
+    STEP("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+    STEP("STARTTLS\r\n", "334 UGFzc3dvcmQ6\r\n"), /* SASL data, base64 of sorts */
+    STEP("c2VjcmV0\r\n", "235 2.7.0 Authentication successful\r\n"),
+    STEP("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 26\r\n" CHUNK26
+         "BDAT 0 LAST\r\nQUIT\r\n",
+         "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 26 bytes\r\n"
+         "250 2.0.0 Ok: queued as 4Bxz\r\n221 2.0.0 Bye\r\n"),
 };
 static const char tls_to_backend[] =
-	"EHLO client.example\r\n"
-	"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" BODY "NOOP\r\n"
-	"AUTH LOGIN\r\nSTARTTLS\r\nc2VjcmV0\r\n"
-	"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 26\r\n" CHUNK26
-	"BDAT 0 LAST\r\nQUIT\r\n";
-static const char tls_to_client[] =
-	POSTFIX_EHLO_RELAYED "250 2.1.0 Ok\r\n" R554 "250 2.1.5 Ok\r\n" R502
-	"354 End data with <CR><LF>.<CR><LF>\r\n"
-	"250 2.0.0 Ok: queued as 4BxyZ\r\n250 2.0.0 Ok\r\n" R554
-	"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"
-	"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 26 bytes\r\n"
-	"250 2.0.0 Ok: queued as 4Bxz\r\n221 2.0.0 Bye\r\n";
+    "EHLO client.example\r\n"
+    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" BODY "NOOP\r\n"
+    "AUTH LOGIN\r\nSTARTTLS\r\nc2VjcmV0\r\n"
+    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 26\r\n" CHUNK26
+    "BDAT 0 LAST\r\nQUIT\r\n";
+static const char tls_to_client[] = POSTFIX_EHLO_RELAYED
+    "250 2.1.0 Ok\r\n" R554 "250 2.1.5 Ok\r\n" R502 "354 End data with <CR><LF>.<CR><LF>\r\n"
+    "250 2.0.0 Ok: queued as 4BxyZ\r\n250 2.0.0 Ok\r\n" R554
+    "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"
+    "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 26 bytes\r\n"
+    "250 2.0.0 Ok: queued as 4Bxz\r\n221 2.0.0 Bye\r\n";
 
 #define NSTEPS(t) (sizeof(t) / sizeof(t[0]))
 
@@ -668,14 +688,14 @@ static void
 relay__may_plaintext__502_and_chunking_from_replay(void **unused)
 {
 	static const struct step t[] = {
-		STEP("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nSTARTTLS\r\n"
-		     "BDAT 26 LAST\r\n" CHUNK26 "EHLO again\r\n",
-		     "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n" POSTFIX_EHLO),
+	    STEP("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nSTARTTLS\r\n"
+	         "BDAT 26 LAST\r\n" CHUNK26 "EHLO again\r\n",
+	         "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n" POSTFIX_EHLO),
 	};
 	static const char to_backend[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
-					 "BDAT 26 LAST\r\n" CHUNK26 "EHLO again\r\n";
-	static const char to_client[] = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n" R502
-					"250 2.0.0 Ok: queued\r\n" POSTFIX_EHLO_RELAYED;
+	                                 "BDAT 26 LAST\r\n" CHUNK26 "EHLO again\r\n";
+	static const char to_client[] =
+	    "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n" R502 "250 2.0.0 Ok: queued\r\n" POSTFIX_EHLO_RELAYED;
 	struct proto_out out;
 	struct sim *s;
 	size_t i;
@@ -686,12 +706,14 @@ relay__may_plaintext__502_and_chunking_from_replay(void **unused)
 		s = sim_new(&cfg_may, 0);
 		line(s->st, &cfg_may, S("EHLO c.example\r\n"), &out);
 		assert_int_equal(line(s->st, &cfg_may, S("MAIL FROM:<a@example.org>\r\n"), &out),
-				 PROTO_BACKEND);
+		                 PROTO_BACKEND);
 		for (i = 0; (lf = strchr(b, '\n')) != NULL; b = lf + 1, i++) {
 			out.len = 0;
-			enum proto_bstep r = P->backend_line(s->st, &cfg_may, b, (size_t)(lf - b) + 1,
-							     &out);
-			assert_int_equal(r, i == 0 ? PROTO_B_SEND : lf[1] ? PROTO_B_MORE : PROTO_B_DONE);
+			enum proto_bstep r =
+			    P->backend_line(s->st, &cfg_may, b, (size_t)(lf - b) + 1, &out);
+			assert_int_equal(r, i == 0  ? PROTO_B_SEND
+			                    : lf[1] ? PROTO_B_MORE
+			                            : PROTO_B_DONE);
 		}
 		b = "220 mail.example.test ESMTP\r\n" POSTFIX_EHLO;
 		s->step = step;
@@ -710,14 +732,22 @@ relay__refused_verb_spellings__never_reach_backend(void **unused)
 		size_t len;
 		const char *reply;
 	} rows[] = {
-		{S("STARTTLS\r\n"), R554},	      {S("starttls\r\n"), R554},
-		{S("StartTls\n"), R554},	      {S(" STARTTLS\r\n"), R554},
-		{S("\tSTARTTLS\t\r\n"), R554},	      {S("STARTTLS   \r\n"), R554},
-		{S("STARTTLS arg\r\n"), R554},	      {S("STARTTLS\r\r\n"), R554},
-		{S("STARTTLS\0junk\r\n"), R554},      {S("\0STARTTLS\r\n"), R554},
-		{S("STARTTLS\v\r\n"), R554},	      {S("STARTTLS"), NULL},
-		{S("XCLIENT ADDR=192.0.2.1\r\n"), R502}, {S("xclient\tADDR=1\n"), R502},
-		{S("XFORWARD NAME=x\r\n"), R502},	 {S("  xforward\r\n"), R502},
+	    {S("STARTTLS\r\n"), R554},
+	    {S("starttls\r\n"), R554},
+	    {S("StartTls\n"), R554},
+	    {S(" STARTTLS\r\n"), R554},
+	    {S("\tSTARTTLS\t\r\n"), R554},
+	    {S("STARTTLS   \r\n"), R554},
+	    {S("STARTTLS arg\r\n"), R554},
+	    {S("STARTTLS\r\r\n"), R554},
+	    {S("STARTTLS\0junk\r\n"), R554},
+	    {S("\0STARTTLS\r\n"), R554},
+	    {S("STARTTLS\v\r\n"), R554},
+	    {S("STARTTLS"), NULL},
+	    {S("XCLIENT ADDR=192.0.2.1\r\n"), R502},
+	    {S("xclient\tADDR=1\n"), R502},
+	    {S("XFORWARD NAME=x\r\n"), R502},
+	    {S("  xforward\r\n"), R502},
 	};
 
 	(void)unused;
@@ -741,11 +771,11 @@ static void
 relay__implicit_tls__greeting_passes_then_replies_ordered(void **unused)
 {
 	static const struct step t[] = {
-		STEP("EHLO c\r\nSTARTTLS\r\n", "220-mail.example.test ESMTP\r\n220 ready\r\n"),
-		STEP("", "250-mail.example.test\r\n250 STARTTLS\r\n"),
+	    STEP("EHLO c\r\nSTARTTLS\r\n", "220-mail.example.test ESMTP\r\n220 ready\r\n"),
+	    STEP("", "250-mail.example.test\r\n250 STARTTLS\r\n"),
 	};
 	static const char to_client[] = "220-mail.example.test ESMTP\r\n220 ready\r\n"
-					"250 mail.example.test\r\n" R554;
+	                                "250 mail.example.test\r\n" R554;
 	struct sim *s = sim_new(&cfg_implicit, 1);
 
 	(void)unused;
@@ -760,16 +790,16 @@ relay__ehlo_reply__lines_removed_marks_fixed(void **unused)
 	static const struct {
 		const char *in, *out;
 	} rows[] = {
-		{"250-h\r\n250 STARTTLS\r\n", "250 h\r\n"},
-		{"250-h\r\n250-STARTTLS\r\n250 SIZE 1\r\n", "250-h\r\n250 SIZE 1\r\n"},
-		{"250-h\r\n250-SIZE 1\r\n250 XCLIENT NAME ADDR\r\n", "250-h\r\n250 SIZE 1\r\n"},
-		{"250-h\n250-starttls\n250-XFORWARD NAME\n250 8BITMIME\n", "250-h\n250 8BITMIME\n"},
-		{"250-STARTTLS\r\n250 SIZE\r\n", "250-STARTTLS\r\n250 SIZE\r\n"}, /* host name */
-		{"250 h\r\n", "250 h\r\n"},
-		{"250-h\r\n250-STARTTLSX\r\n250 STARTTLS-X\r\n",
-		 "250-h\r\n250-STARTTLSX\r\n250 STARTTLS-X\r\n"},
-		{"550-no\r\n550-STARTTLS\r\n550 no\r\n", "550-no\r\n550-STARTTLS\r\n550 no\r\n"},
-		{"250-h\r\n250-STARTTLS\r\n250\r\n", "250-h\r\n250\r\n"},
+	    {"250-h\r\n250 STARTTLS\r\n", "250 h\r\n"},
+	    {"250-h\r\n250-STARTTLS\r\n250 SIZE 1\r\n", "250-h\r\n250 SIZE 1\r\n"},
+	    {"250-h\r\n250-SIZE 1\r\n250 XCLIENT NAME ADDR\r\n", "250-h\r\n250 SIZE 1\r\n"},
+	    {"250-h\n250-starttls\n250-XFORWARD NAME\n250 8BITMIME\n", "250-h\n250 8BITMIME\n"},
+	    {"250-STARTTLS\r\n250 SIZE\r\n", "250-STARTTLS\r\n250 SIZE\r\n"}, /* host name */
+	    {"250 h\r\n", "250 h\r\n"},
+	    {"250-h\r\n250-STARTTLSX\r\n250 STARTTLS-X\r\n",
+	     "250-h\r\n250-STARTTLSX\r\n250 STARTTLS-X\r\n"},
+	    {"550-no\r\n550-STARTTLS\r\n550 no\r\n", "550-no\r\n550-STARTTLS\r\n550 no\r\n"},
+	    {"250-h\r\n250-STARTTLS\r\n250\r\n", "250-h\r\n250\r\n"},
 	};
 
 	(void)unused;
@@ -804,8 +834,8 @@ static void
 relay__data_refused__following_lines_are_commands(void **unused)
 {
 	static const struct step t[] = {
-		STEP("DATA\r\nSTARTTLS\r\nNOOP\r\n", "554 5.5.1 Error: no valid recipients\r\n"),
-		STEP("", "250 2.0.0 Ok\r\n"),
+	    STEP("DATA\r\nSTARTTLS\r\nNOOP\r\n", "554 5.5.1 Error: no valid recipients\r\n"),
+	    STEP("", "250 2.0.0 Ok\r\n"),
 	};
 	struct sim *s = sim_new(&cfg_enc, 1);
 
@@ -813,7 +843,7 @@ relay__data_refused__following_lines_are_commands(void **unused)
 	sim_run(s, t, 2);
 	assert_stream(s->cout, s->coutlen, "DATA\r\nNOOP\r\n");
 	assert_stream(s->bout, s->boutlen,
-		      "554 5.5.1 Error: no valid recipients\r\n" R554 "250 2.0.0 Ok\r\n");
+	              "554 5.5.1 Error: no valid recipients\r\n" R554 "250 2.0.0 Ok\r\n");
 }
 
 /* SMTP smuggling: where Postfix ends DATA, the filter ends it too. */
@@ -821,9 +851,9 @@ static void
 relay__bare_lf_end_of_data__commands_after_it_filtered(void **unused)
 {
 	static const char *const bodies[] = {
-		"x\n.\nXCLIENT ADDR=192.0.2.9\r\n", "x\r\n.\nXCLIENT ADDR=192.0.2.9\r\n",
-		"x\n.\r\nXCLIENT ADDR=192.0.2.9\r\n", ".\nXCLIENT ADDR=192.0.2.9\r\n",
-		".\r\nXCLIENT ADDR=192.0.2.9\r\n",
+	    "x\n.\nXCLIENT ADDR=192.0.2.9\r\n",   "x\r\n.\nXCLIENT ADDR=192.0.2.9\r\n",
+	    "x\n.\r\nXCLIENT ADDR=192.0.2.9\r\n", ".\nXCLIENT ADDR=192.0.2.9\r\n",
+	    ".\r\nXCLIENT ADDR=192.0.2.9\r\n",
 	};
 
 	(void)unused;
@@ -853,8 +883,10 @@ relay__dot_lookalikes_in_body__body_goes_on(void **unused)
 	sim_feed(s, 0, S("354 go\r\n"));
 	sim_feed(s, 1, S(body));
 	sim_feed(s, 1, S("STARTTLS\r\n.\r\n"));
-	assert_stream(s->cout, s->coutlen, "DATA\r\n" "a\r\n..\r\n.x\r\n\r.\r\r\n.\r\r\n.STARTTLS\r\n\r\n"
-		      "STARTTLS\r\n.\r\n");
+	assert_stream(s->cout, s->coutlen,
+	              "DATA\r\n"
+	              "a\r\n..\r\n.x\r\n\r.\r\r\n.\r\r\n.STARTTLS\r\n\r\n"
+	              "STARTTLS\r\n.\r\n");
 }
 
 static void
@@ -864,17 +896,17 @@ relay__bdat_not_skipped_unless_backend_reads_it(void **unused)
 		const char *ehlo, *bdat;
 		int skipped;
 	} rows[] = {
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT 10\r\n", 1},
-		{"250-h\r\n250 CHUNKING\r\n", "bdat 10 last\r\n", 1},
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT  10   LAST  \r\n", 1},
-		{"250-h\r\n250 SIZE\r\n", "BDAT 10\r\n", 0},	  /* not offered */
-		{"550 no\r\n", "BDAT 10\r\n", 0},		  /* EHLO failed */
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT 10 X\r\n", 0}, /* 501 Syntax */
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT ten\r\n", 0},
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT 10LAST\r\n", 0},
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT\t10\r\n", 0},
-		{"250-h\r\n250 CHUNKING\r\n", "BDAT 1234567890123456789\r\n", 0},
-		{"250-CHUNKING\r\n250 SIZE\r\n", "BDAT 10\r\n", 0}, /* that is the host name */
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT 10\r\n", 1},
+	    {"250-h\r\n250 CHUNKING\r\n", "bdat 10 last\r\n", 1},
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT  10   LAST  \r\n", 1},
+	    {"250-h\r\n250 SIZE\r\n", "BDAT 10\r\n", 0},       /* not offered */
+	    {"550 no\r\n", "BDAT 10\r\n", 0},                  /* EHLO failed */
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT 10 X\r\n", 0}, /* 501 Syntax */
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT ten\r\n", 0},
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT 10LAST\r\n", 0},
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT\t10\r\n", 0},
+	    {"250-h\r\n250 CHUNKING\r\n", "BDAT 1234567890123456789\r\n", 0},
+	    {"250-CHUNKING\r\n250 SIZE\r\n", "BDAT 10\r\n", 0}, /* that is the host name */
 	};
 
 	(void)unused;
@@ -893,10 +925,10 @@ static void
 relay__auth_exchange__sasl_lines_pass_until_final_reply(void **unused)
 {
 	static const struct step t[] = {
-		STEP("AUTH PLAIN\r\nNOOP\r\n", "334 \r\n"),
-		STEP("XCLIENT\r\n", "535 5.7.8 Error: authentication failed\r\n"),
-		STEP("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
-		STEP("*\r\nSTARTTLS\r\n", "501 5.7.0 Authentication aborted\r\n"),
+	    STEP("AUTH PLAIN\r\nNOOP\r\n", "334 \r\n"),
+	    STEP("XCLIENT\r\n", "535 5.7.8 Error: authentication failed\r\n"),
+	    STEP("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"),
+	    STEP("*\r\nSTARTTLS\r\n", "501 5.7.0 Authentication aborted\r\n"),
 	};
 	struct sim *s = sim_new(&cfg_enc, 1);
 
@@ -906,8 +938,8 @@ relay__auth_exchange__sasl_lines_pass_until_final_reply(void **unused)
 	/* XCLIENT waited for the reply to the SASL line, then was a command again */
 	assert_stream(s->cout, s->coutlen, "AUTH PLAIN\r\nNOOP\r\nAUTH LOGIN\r\n*\r\n");
 	assert_stream(s->bout, s->boutlen,
-		      "334 \r\n535 5.7.8 Error: authentication failed\r\n" R502
-		      "334 VXNlcm5hbWU6\r\n501 5.7.0 Authentication aborted\r\n" R554);
+	              "334 \r\n535 5.7.8 Error: authentication failed\r\n" R502
+	              "334 VXNlcm5hbWU6\r\n501 5.7.0 Authentication aborted\r\n" R554);
 }
 
 static void
@@ -919,7 +951,8 @@ relay__queue_full__client_holds_until_replies(void **unused)
 
 	(void)unused;
 	for (int i = 0; i < 100; i++)
-		n += (size_t)snprintf(cmds + n, sizeof(cmds) - n, "%s", i == 80 ? "STARTTLS\r\n" : "NOOP\r\n");
+		n += (size_t)snprintf(cmds + n, sizeof(cmds) - n, "%s",
+		                      i == 80 ? "STARTTLS\r\n" : "NOOP\r\n");
 	sim_feed(s, 1, cmds, n);
 	assert_int_equal(s->coutlen, 64 * 6);
 	for (int i = 0; i < 99; i++)
@@ -1026,9 +1059,9 @@ static void
 relay__unexpected_replies__pass_and_resync(void **unused)
 {
 	static const struct step t[] = {
-		STEP("", "421-4.4.2 shutting\r\n"),
-		STEP("STARTTLS\r\n", "421 down\r\n250 extra\r\n"),
-		STEP("NOOP\r\nXCLIENT A\r\n", "250 ok\r\n"),
+	    STEP("", "421-4.4.2 shutting\r\n"),
+	    STEP("STARTTLS\r\n", "421 down\r\n250 extra\r\n"),
+	    STEP("NOOP\r\nXCLIENT A\r\n", "250 ok\r\n"),
 	};
 	struct sim *s = sim_new(&cfg_enc, 1);
 
@@ -1036,7 +1069,7 @@ relay__unexpected_replies__pass_and_resync(void **unused)
 	sim_run(s, t, NSTEPS(t));
 	assert_stream(s->cout, s->coutlen, "NOOP\r\n");
 	assert_stream(s->bout, s->boutlen,
-		      "421-4.4.2 shutting\r\n421 down\r\n" R554 "250 extra\r\n250 ok\r\n" R502);
+	              "421-4.4.2 shutting\r\n421 down\r\n" R554 "250 extra\r\n250 ok\r\n" R502);
 }
 
 /* --- probe --- */
@@ -1061,29 +1094,29 @@ probe__postfix_transcript__caps_and_quit(void **unused)
 	assert_true(P->probe_state_size <= sizeof(ps));
 	P->probe_init(ps, &cfg_enc);
 	assert_int_equal(probe(ps, "220-mail.example.test ESMTP Postfix (Debian/GNU)\r\n", &out,
-			       caps, sizeof(caps)),
-			 PROTO_P_MORE);
+	                       caps, sizeof(caps)),
+	                 PROTO_P_MORE);
 	assert_int_equal(probe(ps, "220 mail.example.test ESMTP\r\n", &out, caps, sizeof(caps)),
-			 PROTO_P_SEND);
+	                 PROTO_P_SEND);
 	assert_out(&out, "EHLO " HOST "\r\n");
 	for (; (lf = strchr(p, '\n')) != NULL; p = lf + 1) {
 		memcpy(l, p, (size_t)(lf - p) + 1);
 		l[lf - p + 1] = '\0';
 		assert_int_equal(probe(ps, l, &out, caps, sizeof(caps)),
-				 lf[1] ? PROTO_P_MORE : PROTO_P_DONE);
+		                 lf[1] ? PROTO_P_MORE : PROTO_P_DONE);
 	}
 	assert_out(&out, "QUIT\r\n");
-	assert_string_equal(caps,
-			    "PIPELINING\nSIZE 10240000\nVRFY\nETRN\nSTARTTLS\nAUTH PLAIN LOGIN\n"
-			    "AUTH=PLAIN LOGIN\nXCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN "
-			    "DESTADDR DESTPORT\nENHANCEDSTATUSCODES\n8BITMIME\nDSN\nSMTPUTF8\n"
-			    "CHUNKING");
+	assert_string_equal(
+	    caps, "PIPELINING\nSIZE 10240000\nVRFY\nETRN\nSTARTTLS\nAUTH PLAIN LOGIN\n"
+	          "AUTH=PLAIN LOGIN\nXCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN "
+	          "DESTADDR DESTPORT\nENHANCEDSTATUSCODES\n8BITMIME\nDSN\nSMTPUTF8\n"
+	          "CHUNKING");
 	/* what the probe learned is what the dialogue offers, filtered */
 	c.caps = caps;
 	line(st_init(&c, 0), &c, S("EHLO x\r\n"), &out);
 	assert_out(&out, "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
-			 "250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
-			 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
+	                 "250-ETRN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
+	                 "250-SMTPUTF8\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
 	assert_int_equal(probe(ps, "250 more\r\n", &out, caps, sizeof(caps)), PROTO_P_FAIL);
 }
 
@@ -1092,11 +1125,16 @@ probe__exim_transcript__caps(void **unused)
 {
 	static _Alignas(max_align_t) unsigned char ps[256];
 	static const char *const t[] = {
-		"220 mx.example.net ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n",
-		"250-mx.example.net Hello mx.example.test [192.0.2.10]\r\n",
-		"250-SIZE 52428800\r\n", "250-8BITMIME\r\n", "250-PIPELINING\r\n",
-		"250-PIPECONNECT\r\n", "250-CHUNKING\r\n", "250-STARTTLS\r\n",
-		"250-PRDR\r\n", "250 HELP\r\n",
+	    "220 mx.example.net ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n",
+	    "250-mx.example.net Hello mx.example.test [192.0.2.10]\r\n",
+	    "250-SIZE 52428800\r\n",
+	    "250-8BITMIME\r\n",
+	    "250-PIPELINING\r\n",
+	    "250-PIPECONNECT\r\n",
+	    "250-CHUNKING\r\n",
+	    "250-STARTTLS\r\n",
+	    "250-PRDR\r\n",
+	    "250 HELP\r\n",
 	};
 	struct proto_out out;
 	char caps[512];
@@ -1106,10 +1144,10 @@ probe__exim_transcript__caps(void **unused)
 	assert_int_equal(probe(ps, t[0], &out, caps, sizeof(caps)), PROTO_P_SEND);
 	for (size_t i = 1; i < 10; i++)
 		assert_int_equal(probe(ps, t[i], &out, caps, sizeof(caps)),
-				 i < 9 ? PROTO_P_MORE : PROTO_P_DONE);
+		                 i < 9 ? PROTO_P_MORE : PROTO_P_DONE);
 	assert_string_equal(caps,
-			    "SIZE 52428800\n8BITMIME\nPIPELINING\nPIPECONNECT\nCHUNKING\nSTARTTLS\n"
-			    "PRDR\nHELP");
+	                    "SIZE 52428800\n8BITMIME\nPIPELINING\nPIPECONNECT\nCHUNKING\nSTARTTLS\n"
+	                    "PRDR\nHELP");
 }
 
 static void
@@ -1122,14 +1160,14 @@ probe__failures_and_small_buffer__safe(void **unused)
 	(void)unused;
 	P->probe_init(ps, &cfg_enc);
 	assert_int_equal(probe(ps, "554 5.3.2 no service\r\n", &out, caps, sizeof(caps)),
-			 PROTO_P_FAIL);
+	                 PROTO_P_FAIL);
 	P->probe_init(ps, &cfg_enc);
 	assert_int_equal(probe(ps, "garbage\r\n", &out, caps, sizeof(caps)), PROTO_P_FAIL);
 	P->probe_init(ps, &cfg_enc);
 	probe(ps, "220 x\r\n", &out, caps, sizeof(caps));
-	assert_int_equal(probe(ps, "502 5.5.2 Error: command not recognized\r\n", &out, caps,
-			       sizeof(caps)),
-			 PROTO_P_FAIL);
+	assert_int_equal(
+	    probe(ps, "502 5.5.2 Error: command not recognized\r\n", &out, caps, sizeof(caps)),
+	    PROTO_P_FAIL);
 	/* truncation keeps whole keywords and a terminated string */
 	P->probe_init(ps, &cfg_enc);
 	probe(ps, "220 x", &out, caps, sizeof(caps));
@@ -1151,41 +1189,42 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(protocol__struct__complete),
-		cmocka_unit_test(greeting__default_or_configured__host_and_text),
-		cmocka_unit_test(dialogue__each_row__reply_and_action),
-		cmocka_unit_test(dialogue__tenth_invalid__closes_with_421),
-		cmocka_unit_test(ehlo__postfix_caps__filtered_per_level),
-		cmocka_unit_test(ehlo__caps_unset_or_empty__defaults),
-		cmocka_unit_test(ehlo__caps_with_crlf_controls_and_blanks__sanitised),
-		cmocka_unit_test(ehlo__caps_larger_than_out__reply_still_complete),
-		cmocka_unit_test(starttls__pipelined_after_it__starttls_at_first_line_and_state_forgotten),
-		cmocka_unit_test(init_tls__client_line__never_answers),
-		cmocka_unit_test(backend__greeting_under_tls__swallowed),
-		cmocka_unit_test(backend__failure_greeting__fails),
-		cmocka_unit_test(backend__may_plaintext__replays_last_ehlo_and_swallows_reply),
-		cmocka_unit_test(backend__longest_ehlo_line__replayed_byte_for_byte),
-		cmocka_unit_test(relay__tls_session__refused_in_order_bulk_untouched),
-		cmocka_unit_test(relay__split_at_every_byte__same_streams),
-		cmocka_unit_test(relay__may_plaintext__502_and_chunking_from_replay),
-		cmocka_unit_test(relay__refused_verb_spellings__never_reach_backend),
-		cmocka_unit_test(relay__implicit_tls__greeting_passes_then_replies_ordered),
-		cmocka_unit_test(relay__ehlo_reply__lines_removed_marks_fixed),
-		cmocka_unit_test(relay__data_hold__client_waits_for_354),
-		cmocka_unit_test(relay__data_refused__following_lines_are_commands),
-		cmocka_unit_test(relay__bare_lf_end_of_data__commands_after_it_filtered),
-		cmocka_unit_test(relay__dot_lookalikes_in_body__body_goes_on),
-		cmocka_unit_test(relay__bdat_not_skipped_unless_backend_reads_it),
-		cmocka_unit_test(relay__auth_exchange__sasl_lines_pass_until_final_reply),
-		cmocka_unit_test(relay__queue_full__client_holds_until_replies),
-		cmocka_unit_test(relay__full_with_long_command__dropped_and_answered),
-		cmocka_unit_test(relay__full_inside_body_or_sasl__passes),
-		cmocka_unit_test(relay__full_backend_lines__pass_and_replies_stay_counted),
-		cmocka_unit_test(relay__no_room_for_refusal__waits_then_inserts),
-		cmocka_unit_test(relay__unexpected_replies__pass_and_resync),
-		cmocka_unit_test(probe__postfix_transcript__caps_and_quit),
-		cmocka_unit_test(probe__exim_transcript__caps),
-		cmocka_unit_test(probe__failures_and_small_buffer__safe),
+	    cmocka_unit_test(protocol__struct__complete),
+	    cmocka_unit_test(greeting__default_or_configured__host_and_text),
+	    cmocka_unit_test(dialogue__each_row__reply_and_action),
+	    cmocka_unit_test(dialogue__tenth_invalid__closes_with_421),
+	    cmocka_unit_test(ehlo__postfix_caps__filtered_per_level),
+	    cmocka_unit_test(ehlo__caps_unset_or_empty__defaults),
+	    cmocka_unit_test(ehlo__caps_with_crlf_controls_and_blanks__sanitised),
+	    cmocka_unit_test(ehlo__caps_larger_than_out__reply_still_complete),
+	    cmocka_unit_test(
+	        starttls__pipelined_after_it__starttls_at_first_line_and_state_forgotten),
+	    cmocka_unit_test(init_tls__client_line__never_answers),
+	    cmocka_unit_test(backend__greeting_under_tls__swallowed),
+	    cmocka_unit_test(backend__failure_greeting__fails),
+	    cmocka_unit_test(backend__may_plaintext__replays_last_ehlo_and_swallows_reply),
+	    cmocka_unit_test(backend__longest_ehlo_line__replayed_byte_for_byte),
+	    cmocka_unit_test(relay__tls_session__refused_in_order_bulk_untouched),
+	    cmocka_unit_test(relay__split_at_every_byte__same_streams),
+	    cmocka_unit_test(relay__may_plaintext__502_and_chunking_from_replay),
+	    cmocka_unit_test(relay__refused_verb_spellings__never_reach_backend),
+	    cmocka_unit_test(relay__implicit_tls__greeting_passes_then_replies_ordered),
+	    cmocka_unit_test(relay__ehlo_reply__lines_removed_marks_fixed),
+	    cmocka_unit_test(relay__data_hold__client_waits_for_354),
+	    cmocka_unit_test(relay__data_refused__following_lines_are_commands),
+	    cmocka_unit_test(relay__bare_lf_end_of_data__commands_after_it_filtered),
+	    cmocka_unit_test(relay__dot_lookalikes_in_body__body_goes_on),
+	    cmocka_unit_test(relay__bdat_not_skipped_unless_backend_reads_it),
+	    cmocka_unit_test(relay__auth_exchange__sasl_lines_pass_until_final_reply),
+	    cmocka_unit_test(relay__queue_full__client_holds_until_replies),
+	    cmocka_unit_test(relay__full_with_long_command__dropped_and_answered),
+	    cmocka_unit_test(relay__full_inside_body_or_sasl__passes),
+	    cmocka_unit_test(relay__full_backend_lines__pass_and_replies_stay_counted),
+	    cmocka_unit_test(relay__no_room_for_refusal__waits_then_inserts),
+	    cmocka_unit_test(relay__unexpected_replies__pass_and_resync),
+	    cmocka_unit_test(probe__postfix_transcript__caps_and_quit),
+	    cmocka_unit_test(probe__exim_transcript__caps),
+	    cmocka_unit_test(probe__failures_and_small_buffer__safe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

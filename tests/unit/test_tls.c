@@ -33,8 +33,7 @@
 static char tmpdir[64];
 static char *certdir, *rsa_crt, *rsa_key, *rsa_pem, *ec_crt, *ec_key, *ca_crt;
 
-static char *
-xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *
 xasprintf(const char *fmt, ...)
 {
@@ -76,7 +75,8 @@ group_setup(void **state)
 		int rc = system(cmd);
 		free(cmd);
 		if (rc != 0 || !have_certs(gen)) {
-			print_error("no certificates in %s and certs-example/mkcerts.sh failed\n", dir);
+			print_error("no certificates in %s and certs-example/mkcerts.sh failed\n",
+			            dir);
 			free(gen);
 			return -1;
 		}
@@ -367,7 +367,7 @@ ctx_new__key_mode_0644__chmod_600_reported(void **state)
 
 	lst(&l, rsa_crt, key);
 	snprintf(want, sizeof(want),
-		 "private key %s is accessible by group or others (mode 644): chmod 600 it", key);
+	         "private key %s is accessible by group or others (mode 644): chmod 600 it", key);
 	build_refused(&l, 12, want, -1);
 }
 
@@ -412,7 +412,8 @@ ctx_new__rsa_cert_ecdsa_key__does_not_match(void **state)
 	(void)state;
 
 	lst(&l, rsa_crt, ec_key);
-	snprintf(want, sizeof(want), "key: %s does not match the certificate in %s", ec_key, rsa_crt);
+	snprintf(want, sizeof(want), "key: %s does not match the certificate in %s", ec_key,
+	         rsa_crt);
 	build_refused(&l, 12, want, -1);
 }
 
@@ -460,7 +461,8 @@ ctx_new__cert_without_key_and_no_key_set__reported(void **state)
 	(void)state;
 
 	lst(&l, rsa_crt, NULL);
-	snprintf(want, sizeof(want), "cert: %s holds no private key and no \"key\" is set", rsa_crt);
+	snprintf(want, sizeof(want), "cert: %s holds no private key and no \"key\" is set",
+	         rsa_crt);
 	build_refused(&l, 11, want, -1);
 }
 
@@ -494,9 +496,9 @@ ctx_new__garbage_certificate_body__not_a_valid_chain(void **state)
 {
 	struct cfg_listener l;
 	const char *crt = write_tmp("garbage.crt",
-				    "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
-				    "-----END CERTIFICATE-----\n",
-				    0644);
+	                            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+	                            "-----END CERTIFICATE-----\n",
+	                            0644);
 	char want[PATH_MAX + 128];
 	(void)state;
 
@@ -516,11 +518,11 @@ ctx_new__empty_cert_file__no_certificate_reported(void **state)
 	build_refused(&l, 11, "cert: no PEM certificate in *", -1);
 }
 
-/* Regression test, fixed (was a bug in tls.c, load_cert_and_key/pem_split): the certificate scratch buffer is
- * clen + 64 bytes, but pem_split appends one '\n' per certificate block. A cert
- * file with more than 64 blocks (e.g. a chain file with a CA bundle appended)
- * overflows the heap (ASan: heap-buffer-overflow in pem_split). Run in a child so
- * the crash fails only this test. Expected: a context or a clean report. */
+/* Regression test, fixed (was a bug in tls.c, load_cert_and_key/pem_split): the certificate scratch
+ * buffer is clen + 64 bytes, but pem_split appends one '\n' per certificate block. A cert file with
+ * more than 64 blocks (e.g. a chain file with a CA bundle appended) overflows the heap (ASan:
+ * heap-buffer-overflow in pem_split). Run in a child so the crash fails only this test. Expected: a
+ * context or a clean report. */
 static void
 ctx_new__cert_file_with_100_blocks__no_overflow(void **state)
 {
@@ -557,12 +559,24 @@ static void
 ctx_new__weak_tls12_ciphers__each_refused_at_ciphers_line(void **state)
 {
 	static const char *const weak[] = {
-		"NULL-SHA",            "NULL-SHA256",         "ADH-AES128-SHA",
-		"AECDH-AES128-SHA",    "RC4-SHA",             "DES-CBC3-SHA",
-		"EXP-RC4-MD5",         "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384",
-		"AES128-GCM-SHA256",   "AES256-SHA256",       "DHE-RSA-AES128-GCM-SHA256",
-		"PSK-AES128-GCM-SHA256", "ECDHE-PSK-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-CCM-8",
-		"TLS_AES_128_GCM_SHA256", "ALL",              "DEFAULT",
+	    "NULL-SHA",
+	    "NULL-SHA256",
+	    "ADH-AES128-SHA",
+	    "AECDH-AES128-SHA",
+	    "RC4-SHA",
+	    "DES-CBC3-SHA",
+	    "EXP-RC4-MD5",
+	    "ECDHE-RSA-AES128-SHA",
+	    "ECDHE-ECDSA-AES256-SHA384",
+	    "AES128-GCM-SHA256",
+	    "AES256-SHA256",
+	    "DHE-RSA-AES128-GCM-SHA256",
+	    "PSK-AES128-GCM-SHA256",
+	    "ECDHE-PSK-AES128-GCM-SHA256",
+	    "ECDHE-ECDSA-AES128-CCM-8",
+	    "TLS_AES_128_GCM_SHA256",
+	    "ALL",
+	    "DEFAULT",
 	};
 	char want[256];
 	(void)state;
@@ -573,10 +587,11 @@ ctx_new__weak_tls12_ciphers__each_refused_at_ciphers_line(void **state)
 		l.ciphers = (char *)weak[i];
 		l.ciphers_line = 40;
 		memset(&rep, 0, sizeof(rep));
-		snprintf(want, sizeof(want),
-			 "ciphers: \"%s\" is not allowed: only ECDHE key exchange with AEAD ciphers "
-			 "(AES-GCM, ChaCha20-Poly1305) are ever negotiated",
-			 weak[i]);
+		snprintf(
+		    want, sizeof(want),
+		    "ciphers: \"%s\" is not allowed: only ECDHE key exchange with AEAD ciphers "
+		    "(AES-GCM, ChaCha20-Poly1305) are ever negotiated",
+		    weak[i]);
 		build_refused(&l, 40, want, -1);
 	}
 }
@@ -597,7 +612,7 @@ static void
 ctx_new__weak_tls13_suites__refused_at_ciphersuites_line(void **state)
 {
 	static const char *const weak[] = {"TLS_AES_128_CCM_8_SHA256", "TLS_AES_128_CCM_SHA256",
-					   "TLS_SHA256_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"};
+	                                   "TLS_SHA256_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"};
 	char want[256];
 	(void)state;
 
@@ -608,9 +623,9 @@ ctx_new__weak_tls13_suites__refused_at_ciphersuites_line(void **state)
 		l.ciphersuites_line = 33;
 		memset(&rep, 0, sizeof(rep));
 		snprintf(want, sizeof(want),
-			 "ciphersuites: \"%s\" is not allowed: only ECDHE key exchange with AEAD "
-			 "ciphers (AES-GCM, ChaCha20-Poly1305) are ever negotiated",
-			 weak[i]);
+		         "ciphersuites: \"%s\" is not allowed: only ECDHE key exchange with AEAD "
+		         "ciphers (AES-GCM, ChaCha20-Poly1305) are ever negotiated",
+		         weak[i]);
 		build_refused(&l, 33, want, -1);
 	}
 }
@@ -629,7 +644,8 @@ ctx_new__unknown_groups__refused_at_groups_line(void **state)
 		l.groups_line = 34;
 		memset(&rep, 0, sizeof(rep));
 		snprintf(want, sizeof(want),
-			 "groups: unknown group \"%s\" (use X25519, P-256, P-384, P-521, X448)", bad[i]);
+		         "groups: unknown group \"%s\" (use X25519, P-256, P-384, P-521, X448)",
+		         bad[i]);
 		build_refused(&l, 34, want, -1);
 	}
 }
@@ -664,9 +680,9 @@ ctx_new__several_problems__every_one_reported(void **state)
 	l.groups = "X25519:bogus";
 	l.groups_line = 22;
 	build_refused(&l, 20, "ciphersuites: \"TLS_AES_128_CCM_8_SHA256\" is not allowed*", 21,
-		      "ciphers: \"RC4-SHA\" is not allowed*", 21,
-		      "ciphers: \"NULL-SHA\" is not allowed*", 22, "groups: unknown group \"bogus\"*",
-		      11, "cert: cannot read *", -1);
+	              "ciphers: \"RC4-SHA\" is not allowed*", 21,
+	              "ciphers: \"NULL-SHA\" is not allowed*", 22,
+	              "groups: unknown group \"bogus\"*", 11, "cert: cannot read *", -1);
 }
 
 /* The whole path: config text -> parser -> tls_ctx_new, lines from the file. */
@@ -677,26 +693,26 @@ ctx_new__from_parsed_config__reports_carry_file_lines(void **state)
 	(void)state;
 
 	snprintf(text, sizeof(text),
-		 "[backend b]\n"                                         /* 1 */
-		 "address = 127.0.0.1:1143\n"                            /* 2 */
-		 "[listener imaps]\n"                                    /* 3 */
-		 "protocol = imap\n"                                     /* 4 */
-		 "listen = 127.0.0.1:10993\n"                            /* 5 */
-		 "backend = b\n"                                         /* 6 */
-		 "cert = %s\n"                                           /* 7 */
-		 "key = %s\n"                                            /* 8 */
-		 "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"               /* 9 */
-		 "    DES-CBC3-SHA\n"                                    /* 10 */
-		 "ciphersuites = TLS_AES_128_CCM_8_SHA256\n"             /* 11 */
-		 "groups = X25519:P-192\n",                              /* 12 */
-		 rsa_crt, ec_key);
+	         "[backend b]\n"                             /* 1 */
+	         "address = 127.0.0.1:1143\n"                /* 2 */
+	         "[listener imaps]\n"                        /* 3 */
+	         "protocol = imap\n"                         /* 4 */
+	         "listen = 127.0.0.1:10993\n"                /* 5 */
+	         "backend = b\n"                             /* 6 */
+	         "cert = %s\n"                               /* 7 */
+	         "key = %s\n"                                /* 8 */
+	         "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"   /* 9 */
+	         "    DES-CBC3-SHA\n"                        /* 10 */
+	         "ciphersuites = TLS_AES_128_CCM_8_SHA256\n" /* 11 */
+	         "groups = X25519:P-192\n",                  /* 12 */
+	         rsa_crt, ec_key);
 	cfg_owned = config_parse_string(text, "mailedge.ini");
 	assert_non_null(cfg_owned);
 	assert_int_equal(cfg_owned->nerrors, 0);
-	build_refused(cfg_owned->listeners, 11,
-		      "ciphersuites: \"TLS_AES_128_CCM_8_SHA256\" is not allowed*", 9,
-		      "ciphers: \"DES-CBC3-SHA\" is not allowed*", 12,
-		      "groups: unknown group \"P-192\"*", 8, "*does not match the certificate in ", -1);
+	build_refused(
+	    cfg_owned->listeners, 11, "ciphersuites: \"TLS_AES_128_CCM_8_SHA256\" is not allowed*",
+	    9, "ciphers: \"DES-CBC3-SHA\" is not allowed*", 12, "groups: unknown group \"P-192\"*",
+	    8, "*does not match the certificate in ", -1);
 }
 
 static void
@@ -706,12 +722,12 @@ ctx_new__from_parsed_good_config__context(void **state)
 	(void)state;
 
 	snprintf(text, sizeof(text),
-		 "[backend b]\naddress = 127.0.0.1:1143\n"
-		 "[listener imaps]\nprotocol = imap\nlisten = 127.0.0.1:10993\nbackend = b\n"
-		 "cert = %s\n"
-		 "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n  ECDHE-RSA-CHACHA20-POLY1305\n"
-		 "groups = X25519\n  P-256\n",
-		 rsa_pem);
+	         "[backend b]\naddress = 127.0.0.1:1143\n"
+	         "[listener imaps]\nprotocol = imap\nlisten = 127.0.0.1:10993\nbackend = b\n"
+	         "cert = %s\n"
+	         "ciphers = ECDHE-RSA-AES128-GCM-SHA256\n  ECDHE-RSA-CHACHA20-POLY1305\n"
+	         "groups = X25519\n  P-256\n",
+	         rsa_pem);
 	cfg_owned = config_parse_string(text, "mailedge.ini");
 	assert_non_null(cfg_owned);
 	assert_int_equal(cfg_owned->nerrors, 0);
@@ -724,12 +740,12 @@ static int
 suite_allowed(const char *name)
 {
 	static const char *const ok[] = {
-		"TLS13-AES128-GCM-SHA256",       "TLS13-AES256-GCM-SHA384",
-		"TLS13-CHACHA20-POLY1305-SHA256", "TLS_AES_128_GCM_SHA256",
-		"TLS_AES_256_GCM_SHA384",        "TLS_CHACHA20_POLY1305_SHA256",
-		"ECDHE-RSA-AES128-GCM-SHA256",   "ECDHE-RSA-AES256-GCM-SHA384",
-		"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-		"ECDHE-RSA-CHACHA20-POLY1305",   "ECDHE-ECDSA-CHACHA20-POLY1305",
+	    "TLS13-AES128-GCM-SHA256",        "TLS13-AES256-GCM-SHA384",
+	    "TLS13-CHACHA20-POLY1305-SHA256", "TLS_AES_128_GCM_SHA256",
+	    "TLS_AES_256_GCM_SHA384",         "TLS_CHACHA20_POLY1305_SHA256",
+	    "ECDHE-RSA-AES128-GCM-SHA256",    "ECDHE-RSA-AES256-GCM-SHA384",
+	    "ECDHE-ECDSA-AES128-GCM-SHA256",  "ECDHE-ECDSA-AES256-GCM-SHA384",
+	    "ECDHE-RSA-CHACHA20-POLY1305",    "ECDHE-ECDSA-CHACHA20-POLY1305",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (strcmp(name, ok[i]) == 0)
@@ -740,8 +756,8 @@ suite_allowed(const char *name)
 static int
 suite_weak(const char *name)
 {
-	static const char *const bad[] = {"NULL", "ADH", "AECDH", "ANON", "RC4", "DES", "EXP",
-					  "PSK",  "MD5", "CCM", "CBC", "SHA1"};
+	static const char *const bad[] = {"NULL", "ADH", "AECDH", "ANON", "RC4", "DES",
+	                                  "EXP",  "PSK", "MD5",   "CCM",  "CBC", "SHA1"};
 	size_t len = strlen(name);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -749,7 +765,8 @@ suite_weak(const char *name)
 			return 1;
 	/* OpenSSL-style CBC names end in -SHA, -SHA256 or -SHA384 with no AEAD. */
 	if (!strstr(name, "GCM") && !strstr(name, "POLY1305") && len > 4 &&
-	    (strcmp(name + len - 4, "-SHA") == 0 || strstr(name, "-SHA256") || strstr(name, "-SHA384")))
+	    (strcmp(name + len - 4, "-SHA") == 0 || strstr(name, "-SHA256") ||
+	     strstr(name, "-SHA384")))
 		return 1;
 	/* Static RSA: no ECDHE/DHE and not a TLS 1.3 suite. */
 	if (strncmp(name, "ECDHE-", 6) != 0 && strncmp(name, "TLS13-", 6) != 0 &&
@@ -763,7 +780,7 @@ static int
 enabled_suites(WOLFSSL_CTX *ctx, char names[][64], int max)
 {
 	WOLFSSL *ssl = wolfSSL_new(ctx);
-	WOLF_STACK_OF(WOLFSSL_CIPHER) *sk;
+	WOLF_STACK_OF(WOLFSSL_CIPHER) * sk;
 	int n, k = 0;
 
 	assert_non_null(ssl);
@@ -903,7 +920,8 @@ handshake(WOLFSSL_CTX *sctx, WOLFSSL_CTX *cctx)
 			int e = r == WOLFSSL_SUCCESS ? 0 : wolfSSL_get_error(h->c, r);
 			if (r == WOLFSSL_SUCCESS)
 				h->cdone = 1;
-			else if (tls_io_map(r, e) != TLS_IO_WANT_READ && tls_io_map(r, e) != TLS_IO_WANT_WRITE)
+			else if (tls_io_map(r, e) != TLS_IO_WANT_READ &&
+			         tls_io_map(r, e) != TLS_IO_WANT_WRITE)
 				h->cerr = e;
 		}
 		if (!h->sdone && !h->serr) {
@@ -911,7 +929,8 @@ handshake(WOLFSSL_CTX *sctx, WOLFSSL_CTX *cctx)
 			int e = r == WOLFSSL_SUCCESS ? 0 : wolfSSL_get_error(h->s, r);
 			if (r == WOLFSSL_SUCCESS)
 				h->sdone = 1;
-			else if (tls_io_map(r, e) != TLS_IO_WANT_READ && tls_io_map(r, e) != TLS_IO_WANT_WRITE)
+			else if (tls_io_map(r, e) != TLS_IO_WANT_READ &&
+			         tls_io_map(r, e) != TLS_IO_WANT_WRITE)
 				h->serr = e;
 		}
 	}
@@ -933,10 +952,11 @@ handshake__default_client__tls13_aead(void **state)
 	char desc[256];
 	(void)state;
 
-	h = handshake(default_server(rsa_crt, rsa_key), client_ctx(wolfSSLv23_client_method(), NULL));
+	h = handshake(default_server(rsa_crt, rsa_key),
+	              client_ctx(wolfSSLv23_client_method(), NULL));
 	if (!h->sdone || !h->cdone)
 		fail_msg("handshake failed: server %d (%s) client %d", h->serr,
-			 tls_error_reason(h->serr), h->cerr);
+		         tls_error_reason(h->serr), h->cerr);
 	assert_string_equal(wolfSSL_get_version(h->s), "TLSv1.3");
 	tls_describe(h->s, desc, sizeof(desc));
 	print_message("  %s\n", desc);
@@ -952,10 +972,11 @@ handshake__tls12_client__ecdhe_gcm(void **state)
 	char desc[256];
 	(void)state;
 
-	h = handshake(default_server(rsa_crt, rsa_key), client_ctx(wolfTLSv1_2_client_method(), NULL));
+	h = handshake(default_server(rsa_crt, rsa_key),
+	              client_ctx(wolfTLSv1_2_client_method(), NULL));
 	if (!h->sdone || !h->cdone)
 		fail_msg("handshake failed: server %d (%s) client %d", h->serr,
-			 tls_error_reason(h->serr), h->cerr);
+		         tls_error_reason(h->serr), h->cerr);
 	assert_string_equal(wolfSSL_get_version(h->s), "TLSv1.2");
 	const char *name = wolfSSL_get_cipher_name(h->s);
 	print_message("  %s\n", name);
@@ -971,10 +992,11 @@ handshake__ecdsa_cert_tls12__ecdhe_ecdsa_suite(void **state)
 	struct hs *h;
 	(void)state;
 
-	h = handshake(default_server(ec_crt, ec_key), client_ctx(wolfTLSv1_2_client_method(), NULL));
+	h = handshake(default_server(ec_crt, ec_key),
+	              client_ctx(wolfTLSv1_2_client_method(), NULL));
 	if (!h->sdone || !h->cdone)
 		fail_msg("handshake failed: server %d (%s) client %d", h->serr,
-			 tls_error_reason(h->serr), h->cerr);
+		         tls_error_reason(h->serr), h->cerr);
 	assert_non_null(strstr(wolfSSL_get_cipher_name(h->s), "ECDHE-ECDSA-"));
 }
 
@@ -987,7 +1009,7 @@ handshake__combined_pem_chain__verifies(void **state)
 	h = handshake(default_server(rsa_pem, NULL), client_ctx(wolfSSLv23_client_method(), NULL));
 	if (!h->sdone || !h->cdone)
 		fail_msg("handshake failed: server %d (%s) client %d", h->serr,
-			 tls_error_reason(h->serr), h->cerr);
+		         tls_error_reason(h->serr), h->cerr);
 }
 
 /* A TLS 1.2 client offering only `ciphers` must not get a session. */
@@ -995,10 +1017,10 @@ static void
 expect_tls12_refused(const char *ciphers)
 {
 	struct hs *h = handshake(default_server(rsa_crt, rsa_key),
-				 client_ctx(wolfTLSv1_2_client_method(), ciphers));
+	                         client_ctx(wolfTLSv1_2_client_method(), ciphers));
 	if (h->sdone || h->cdone)
 		fail_msg("a client offering only %s got a session (%s)", ciphers,
-			 wolfSSL_get_cipher_name(h->s));
+		         wolfSSL_get_cipher_name(h->s));
 	print_message("  %s: server error %d: %s\n", ciphers, h->serr, tls_error_reason(h->serr));
 	assert_int_equal(h->serr, MATCH_SUITE_ERROR);
 	assert_string_equal(tls_error_reason(h->serr), "no shared cipher");
@@ -1007,11 +1029,15 @@ expect_tls12_refused(const char *ciphers)
 static void
 handshake__client_offers_only_weak_tls12_suites__no_shared_cipher(void **state)
 {
-	static const char *const weak[] = {"ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",
-					   "AES128-GCM-SHA256",    "AES256-SHA256",
-					   "DES-CBC3-SHA",         "NULL-SHA256",
-					   "DHE-RSA-AES128-GCM-SHA256", "ADH-AES128-SHA",
-					   "AECDH-AES128-SHA"};
+	static const char *const weak[] = {"ECDHE-RSA-AES128-SHA",
+	                                   "ECDHE-RSA-AES256-SHA384",
+	                                   "AES128-GCM-SHA256",
+	                                   "AES256-SHA256",
+	                                   "DES-CBC3-SHA",
+	                                   "NULL-SHA256",
+	                                   "DHE-RSA-AES128-GCM-SHA256",
+	                                   "ADH-AES128-SHA",
+	                                   "AECDH-AES128-SHA"};
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
@@ -1036,13 +1062,14 @@ handshake__tls11_client__version_refused(void **state)
 	struct hs *h;
 	(void)state;
 
-	h = handshake(default_server(rsa_crt, rsa_key), client_ctx(wolfTLSv1_1_client_method(), NULL));
+	h = handshake(default_server(rsa_crt, rsa_key),
+	              client_ctx(wolfTLSv1_1_client_method(), NULL));
 	assert_false(h->sdone);
 	assert_false(h->cdone);
 	print_message("  server error %d: %s\n", h->serr, tls_error_reason(h->serr));
 	assert_int_equal(h->serr, VERSION_ERROR);
 	assert_string_equal(tls_error_reason(h->serr),
-			    "protocol version not allowed (TLS 1.2 or newer required)");
+	                    "protocol version not allowed (TLS 1.2 or newer required)");
 }
 
 static void
@@ -1069,12 +1096,13 @@ handshake__tls13_client_ccm8_only__refused(void **state)
 	(void)state;
 
 	WOLFSSL_CTX *probe = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
-	int supported = wolfSSL_CTX_set_cipher_list(probe, "TLS13-AES128-CCM-8-SHA256") == WOLFSSL_SUCCESS;
+	int supported =
+	    wolfSSL_CTX_set_cipher_list(probe, "TLS13-AES128-CCM-8-SHA256") == WOLFSSL_SUCCESS;
 	wolfSSL_CTX_free(probe);
 	if (!supported)
 		skip();
 	h = handshake(default_server(rsa_crt, rsa_key),
-		      client_ctx(wolfTLSv1_3_client_method(), "TLS13-AES128-CCM-8-SHA256"));
+	              client_ctx(wolfTLSv1_3_client_method(), "TLS13-AES128-CCM-8-SHA256"));
 	assert_false(h->sdone);
 	assert_false(h->cdone);
 	print_message("  server error %d: %s\n", h->serr, tls_error_reason(h->serr));
@@ -1100,14 +1128,15 @@ group_policy_kept(WOLFSSL_METHOD *method, int method_is_tls13, int group, const 
 	h = handshake(default_server(rsa_crt, rsa_key), c);
 	if (h->sdone) {
 		const char *curve = wolfSSL_get_curve_name(h->s);
-		if (curve != NULL && (strcmp(curve, "X25519") == 0 || strcmp(curve, "SECP256R1") == 0 ||
-				      strcmp(curve, "SECP384R1") == 0)) {
+		if (curve != NULL &&
+		    (strcmp(curve, "X25519") == 0 || strcmp(curve, "SECP256R1") == 0 ||
+		     strcmp(curve, "SECP384R1") == 0)) {
 			print_message("  %s: server kept to %s\n", what, curve);
 			return 0;
 		}
-		print_message("  a client offering only %s got a session on it (%s, %s, curve %s)\n",
-			      what, wolfSSL_get_version(h->s), wolfSSL_get_cipher_name(h->s),
-			      curve ? curve : "?");
+		print_message(
+		    "  a client offering only %s got a session on it (%s, %s, curve %s)\n", what,
+		    wolfSSL_get_version(h->s), wolfSSL_get_cipher_name(h->s), curve ? curve : "?");
 		return -1;
 	}
 	print_message("  %s: server error %d: %s\n", what, h->serr, tls_error_reason(h->serr));
@@ -1131,10 +1160,10 @@ handshake__tls13_client_only_x448__refused_by_default_groups(void **state)
 		fail_msg("TLS 1.3 negotiated a group outside the configured list");
 }
 
-/* Regression test, fixed (was a bug in tls.c, set_groups): wolfSSL_CTX_set_groups only governs TLS 1.3 key shares.
- * Over TLS 1.2 the server still does ECDHE on any curve the client offers that the
- * library has: secp256k1, brainpoolP256r1, P-521 are negotiated although "groups"
- * (default X25519:P-256:P-384) excludes them. Checked by hand: also calling
+/* Regression test, fixed (was a bug in tls.c, set_groups): wolfSSL_CTX_set_groups only governs
+ * TLS 1.3 key shares. Over TLS 1.2 the server still does ECDHE on any curve the client offers that
+ * the library has: secp256k1, brainpoolP256r1, P-521 are negotiated although "groups" (default
+ * X25519:P-256:P-384) excludes them. Checked by hand: also calling
  * wolfSSL_CTX_set1_curves_list(ctx, "X25519:P-256:P-384") makes the server keep to
  * the list over TLS 1.2 (it then falls back to P-256). */
 static void
@@ -1144,29 +1173,32 @@ handshake__tls12_client_only_other_curves__configured_group_or_refused(void **st
 		int id;
 		const char *name;
 	} other[] = {
-		{WOLFSSL_ECC_SECP160R1, "secp160r1"}, {WOLFSSL_ECC_SECP192R1, "secp192r1"},
-		{WOLFSSL_ECC_SECP224R1, "secp224r1"}, {WOLFSSL_ECC_SECP256K1, "secp256k1"},
-		{WOLFSSL_ECC_BRAINPOOLP256R1, "brainpoolP256r1"}, {WOLFSSL_ECC_SECP521R1, "P-521"},
-		{WOLFSSL_ECC_X448, "X448"},
+	    {WOLFSSL_ECC_SECP160R1, "secp160r1"},
+	    {WOLFSSL_ECC_SECP192R1, "secp192r1"},
+	    {WOLFSSL_ECC_SECP224R1, "secp224r1"},
+	    {WOLFSSL_ECC_SECP256K1, "secp256k1"},
+	    {WOLFSSL_ECC_BRAINPOOLP256R1, "brainpoolP256r1"},
+	    {WOLFSSL_ECC_SECP521R1, "P-521"},
+	    {WOLFSSL_ECC_X448, "X448"},
 	};
 	int violations = 0;
 
 	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
 		WOLFSSL_CTX *probe = wolfSSL_CTX_new(wolfTLSv1_2_client_method());
 		int ok = wolfSSL_CTX_UseSupportedCurve(probe, (unsigned short)other[i].id) ==
-			 WOLFSSL_SUCCESS;
+		         WOLFSSL_SUCCESS;
 		wolfSSL_CTX_free(probe);
 		if (!ok) {
 			print_message("  %s: not in this wolfSSL build, skipped\n", other[i].name);
 			continue;
 		}
 		violations += group_policy_kept(wolfTLSv1_2_client_method(), 0, other[i].id,
-						other[i].name) != 0;
+		                                other[i].name) != 0;
 		hs_teardown(state);
 	}
 	if (violations)
 		fail_msg("%d curve(s) outside the configured groups negotiated over TLS 1.2",
-			 violations);
+		         violations);
 }
 
 static void
@@ -1217,10 +1249,10 @@ static struct hs *
 established(void)
 {
 	struct hs *h = handshake(default_server(rsa_crt, rsa_key),
-				 client_ctx(wolfSSLv23_client_method(), NULL));
+	                         client_ctx(wolfSSLv23_client_method(), NULL));
 	if (!h->sdone || !h->cdone)
 		fail_msg("handshake failed: server %d (%s) client %d", h->serr,
-			 tls_error_reason(h->serr), h->cerr);
+		         tls_error_reason(h->serr), h->cerr);
 	return h;
 }
 
@@ -1325,13 +1357,14 @@ error_reason__known_codes__specific_texts(void **state)
 	assert_int_equal(MATCH_SUITE_ERROR, -501);
 	assert_int_equal(UNKNOWN_RECORD_TYPE, -311);
 	assert_string_equal(tls_error_reason(-326),
-			    "protocol version not allowed (TLS 1.2 or newer required)");
+	                    "protocol version not allowed (TLS 1.2 or newer required)");
 	assert_string_equal(tls_error_reason(-501), "no shared cipher");
 	assert_string_equal(tls_error_reason(UNSUPPORTED_SUITE), "no shared cipher");
 	assert_string_equal(tls_error_reason(-311), "not a TLS handshake (plaintext or garbage)");
 	assert_string_equal(tls_error_reason(WOLFSSL_ERROR_ZERO_RETURN), "peer sent close_notify");
 	assert_string_equal(tls_error_reason(SOCKET_PEER_CLOSED_E), "connection closed by peer");
-	assert_string_equal(tls_error_reason(SOCKET_ERROR_E), "connection closed or reset during the handshake");
+	assert_string_equal(tls_error_reason(SOCKET_ERROR_E),
+	                    "connection closed or reset during the handshake");
 	assert_string_equal(tls_error_reason(FATAL_ERROR), "peer sent a fatal alert");
 	assert_string_equal(tls_error_reason(ECC_CURVE_ERROR), "no shared group");
 	assert_string_equal(tls_error_reason(WOLFSSL_ERROR_WANT_READ), "want read");
@@ -1371,60 +1404,60 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(ctx_new__rsa_cert_and_key__context),
-		T(ctx_new__combined_pem_without_key__context),
-		T(ctx_new__ecdsa_cert_and_key__context),
-		T(ctx_new__chain_leaf_then_ca__context),
-		T(ctx_new__tls13_minimum_and_explicit_lists__context),
-		T(ctx_new__names_any_case_and_separators__context),
-		T(ctx_new__key_mode_0644__chmod_600_reported),
-		T(ctx_new__key_mode_0640__reported),
-		T(ctx_new__key_mode_0600_copy__context),
-		T(ctx_new__combined_pem_mode_0644__reported_at_cert_line),
-		T(ctx_new__rsa_cert_ecdsa_key__does_not_match),
-		T(ctx_new__ecdsa_cert_rsa_key__does_not_match),
-		T(ctx_new__missing_cert_file__cannot_read),
-		T(ctx_new__missing_key_file__cannot_read),
-		T(ctx_new__cert_without_key_and_no_key_set__reported),
-		T(ctx_new__key_file_as_cert__no_certificate_reported),
-		T(ctx_new__cert_file_as_key__no_private_key_reported),
-		T(ctx_new__garbage_certificate_body__not_a_valid_chain),
-		T(ctx_new__empty_cert_file__no_certificate_reported),
-		T(ctx_new__cert_file_with_100_blocks__no_overflow),
-		T(ctx_new__weak_tls12_ciphers__each_refused_at_ciphers_line),
-		T(ctx_new__weak_cipher_among_good_ones__only_it_reported),
-		T(ctx_new__weak_tls13_suites__refused_at_ciphersuites_line),
-		T(ctx_new__unknown_groups__refused_at_groups_line),
-		T(ctx_new__empty_lists__reported),
-		T(ctx_new__several_problems__every_one_reported),
-		T(ctx_new__from_parsed_config__reports_carry_file_lines),
-		T(ctx_new__from_parsed_good_config__context),
-		T(default_policy__enabled_suites__only_ecdhe_aead_and_tls13),
-		T(tls13_minimum__enabled_suites__no_tls12_suite),
-		T(weak_classifier__known_names__classified),
-		H(handshake__default_client__tls13_aead),
-		H(handshake__tls12_client__ecdhe_gcm),
-		H(handshake__ecdsa_cert_tls12__ecdhe_ecdsa_suite),
-		H(handshake__combined_pem_chain__verifies),
-		H(handshake__client_offers_only_weak_tls12_suites__no_shared_cipher),
-		H(handshake__tls11_client__version_refused),
-		H(handshake__tls12_client_to_tls13_minimum__version_refused),
-		H(handshake__tls13_client_ccm8_only__refused),
-		H(handshake__tls13_client_only_p521__refused_by_default_groups),
-		H(handshake__tls13_client_only_x448__refused_by_default_groups),
-		H(handshake__tls12_client_only_other_curves__configured_group_or_refused),
-		H(handshake__plaintext_client__not_a_tls_handshake),
-		H(handshake__client_closes_before_hello__fatal_not_retried),
-		H(read__data_then_would_block__done_then_want_read),
-		H(read__peer_sent_close_notify__closed),
-		H(read__peer_tcp_eof_without_close_notify__closed),
-		T(io_map__positive_return__done),
-		T(io_map__want_read_want_write__retry_actions),
-		T(io_map__close_notify_or_peer_closed__closed),
-		T(io_map__other_errors__fatal),
-		T(error_reason__known_codes__specific_texts),
-		T(error_reason__unknown_codes__non_null_text),
-		T(version_info__buffer__names_wolfssl),
+	    T(ctx_new__rsa_cert_and_key__context),
+	    T(ctx_new__combined_pem_without_key__context),
+	    T(ctx_new__ecdsa_cert_and_key__context),
+	    T(ctx_new__chain_leaf_then_ca__context),
+	    T(ctx_new__tls13_minimum_and_explicit_lists__context),
+	    T(ctx_new__names_any_case_and_separators__context),
+	    T(ctx_new__key_mode_0644__chmod_600_reported),
+	    T(ctx_new__key_mode_0640__reported),
+	    T(ctx_new__key_mode_0600_copy__context),
+	    T(ctx_new__combined_pem_mode_0644__reported_at_cert_line),
+	    T(ctx_new__rsa_cert_ecdsa_key__does_not_match),
+	    T(ctx_new__ecdsa_cert_rsa_key__does_not_match),
+	    T(ctx_new__missing_cert_file__cannot_read),
+	    T(ctx_new__missing_key_file__cannot_read),
+	    T(ctx_new__cert_without_key_and_no_key_set__reported),
+	    T(ctx_new__key_file_as_cert__no_certificate_reported),
+	    T(ctx_new__cert_file_as_key__no_private_key_reported),
+	    T(ctx_new__garbage_certificate_body__not_a_valid_chain),
+	    T(ctx_new__empty_cert_file__no_certificate_reported),
+	    T(ctx_new__cert_file_with_100_blocks__no_overflow),
+	    T(ctx_new__weak_tls12_ciphers__each_refused_at_ciphers_line),
+	    T(ctx_new__weak_cipher_among_good_ones__only_it_reported),
+	    T(ctx_new__weak_tls13_suites__refused_at_ciphersuites_line),
+	    T(ctx_new__unknown_groups__refused_at_groups_line),
+	    T(ctx_new__empty_lists__reported),
+	    T(ctx_new__several_problems__every_one_reported),
+	    T(ctx_new__from_parsed_config__reports_carry_file_lines),
+	    T(ctx_new__from_parsed_good_config__context),
+	    T(default_policy__enabled_suites__only_ecdhe_aead_and_tls13),
+	    T(tls13_minimum__enabled_suites__no_tls12_suite),
+	    T(weak_classifier__known_names__classified),
+	    H(handshake__default_client__tls13_aead),
+	    H(handshake__tls12_client__ecdhe_gcm),
+	    H(handshake__ecdsa_cert_tls12__ecdhe_ecdsa_suite),
+	    H(handshake__combined_pem_chain__verifies),
+	    H(handshake__client_offers_only_weak_tls12_suites__no_shared_cipher),
+	    H(handshake__tls11_client__version_refused),
+	    H(handshake__tls12_client_to_tls13_minimum__version_refused),
+	    H(handshake__tls13_client_ccm8_only__refused),
+	    H(handshake__tls13_client_only_p521__refused_by_default_groups),
+	    H(handshake__tls13_client_only_x448__refused_by_default_groups),
+	    H(handshake__tls12_client_only_other_curves__configured_group_or_refused),
+	    H(handshake__plaintext_client__not_a_tls_handshake),
+	    H(handshake__client_closes_before_hello__fatal_not_retried),
+	    H(read__data_then_would_block__done_then_want_read),
+	    H(read__peer_sent_close_notify__closed),
+	    H(read__peer_tcp_eof_without_close_notify__closed),
+	    T(io_map__positive_return__done),
+	    T(io_map__want_read_want_write__retry_actions),
+	    T(io_map__close_notify_or_peer_closed__closed),
+	    T(io_map__other_errors__fatal),
+	    T(error_reason__known_codes__specific_texts),
+	    T(error_reason__unknown_codes__non_null_text),
+	    T(version_info__buffer__names_wolfssl),
 	};
 	return cmocka_run_group_tests_name("tls", tests, group_setup, group_teardown);
 }

@@ -1,4 +1,4 @@
-# mailedge — see README.md.  make | make test | make demo | make check-config
+# mailedge — see README.md.  make | make test | make demo | make check-config | make bench
 CC      ?= cc
 PKGS    := wolfssl libev inih
 CFLAGS  ?= -O2 -g
@@ -19,7 +19,8 @@ HDRS      := $(wildcard proxy/*.h protocols/*.h)
 B  := build
 BA := build/asan
 
-.PHONY: all asan deps certs test unit integration demo clean check-config fuzz format format-check
+.PHONY: all asan deps certs test unit integration demo clean check-config fuzz format format-check \
+        bench bench-deps bench-tools
 all: $(B)/mailedge
 
 $(B)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) | $(B)
@@ -95,6 +96,27 @@ demo: deps
 
 check-config: all certs
 	$(B)/mailedge -t -c conf/demo.ini
+
+# --- benchmark against haproxy, hitch, stunnel4 and nginx (bench/README.md) ---
+# Its Debian packages are installed by bench/install-deps.sh, never by `make deps`: CI's
+# `make test` does not need them. BENCH_QUICK=1 make bench: ~3-4 minute smoke run.
+BENCH_CC := cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2
+build/bench/sink: bench/sink.c | build/bench
+	$(BENCH_CC) -o $@ bench/sink.c -lev
+LOADGEN_SRC := bench/loadgen.c bench/options.c bench/script.c bench/stats.c bench/tlsfast.c
+LOADGEN_HDR := bench/options.h bench/script.h bench/stats.h bench/tlsfast.h
+build/bench/loadgen: $(LOADGEN_SRC) $(LOADGEN_HDR) | build/bench
+	$(BENCH_CC) -o $@ $(LOADGEN_SRC) -lev -lssl -lcrypto
+build/bench:
+	mkdir -p $@
+
+bench-deps:
+	@bash bench/install-deps.sh
+bench-tools: build/bench/sink build/bench/loadgen
+
+bench: deps bench-deps
+	$(MAKE) all certs bench-tools
+	bash bench/run.sh
 
 FORMAT_SRC = proxy/*.[ch] protocols/*.[ch] tests/unit/*.c tests/fuzz/*.c
 format:

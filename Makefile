@@ -30,7 +30,8 @@ WOLFSSL_DEPS := build/wolfssl-mode $(WOLFSSL_STAMP)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 PROXY_SRC := proxy/buffer.c proxy/log.c proxy/config.c proxy/tls.c proxy/relay.c \
-             proxy/backend.c proxy/dialogue.c proxy/probe.c proxy/session.c proxy/listener.c
+             proxy/backend.c proxy/proxyproto.c proxy/dialogue.c proxy/probe.c proxy/session.c \
+             proxy/listener.c
 PROTO_SRC := protocols/protocol.c protocols/registry.c protocols/smtp.c protocols/imap.c \
              protocols/pop3.c
 LIB_SRC   := $(PROXY_SRC) $(PROTO_SRC)
@@ -70,13 +71,14 @@ wolfssl-bench: $(WOLFSSL_DIR)/stamp
 	bash wolfssl/bench.sh $(WOLFSSL_DIR)
 
 # --- unit tests (cmocka), built with the sanitizers; each links the real modules ---
-UNIT_TESTS := buffer config relay tls log smtp imap pop3
+UNIT_TESTS := buffer config relay tls log smtp imap pop3 proxyproto
 UNIT_BINS  := $(UNIT_TESTS:%=$(BA)/test_%)
 $(BA)/test_buffer: tests/unit/test_buffer.c proxy/buffer.c
 $(BA)/test_log:    tests/unit/test_log.c proxy/log.c
 $(BA)/test_config: tests/unit/test_config.c proxy/config.c proxy/log.c $(PROTO_SRC)
 $(BA)/test_tls:    tests/unit/test_tls.c proxy/tls.c proxy/config.c proxy/log.c $(PROTO_SRC)
 $(BA)/test_relay:  tests/unit/test_relay.c proxy/relay.c proxy/buffer.c
+$(BA)/test_proxyproto: tests/unit/test_proxyproto.c proxy/proxyproto.c
 $(BA)/test_smtp:   tests/unit/test_smtp.c protocols/smtp.c protocols/protocol.c
 $(BA)/test_imap:   tests/unit/test_imap.c protocols/imap.c protocols/protocol.c
 $(BA)/test_pop3:   tests/unit/test_pop3.c protocols/pop3.c protocols/protocol.c
@@ -90,9 +92,13 @@ unit: $(UNIT_BINS)
 
 # --- libFuzzer targets (clang), one per protocol; `make fuzz` runs each for a bounded
 # number of iterations ---
-FUZZ_TARGETS := smtp imap pop3
+FUZZ_TARGETS := smtp imap pop3 proxyproto
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 FUZZ_RUNS    ?= 200000
+build/fuzz/fuzz_proxyproto: tests/fuzz/fuzz_proxyproto.c proxy/proxyproto.c proxy/proxyproto.h
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(CPPFLAGS) -o $@ $(filter %.c,$^)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c protocols/%.c protocols/protocol.c protocols/protocol.h
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \

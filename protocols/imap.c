@@ -29,6 +29,13 @@
 #define IMAP_TAIL        32
 #define IMAP_GREET_LINES 16
 #define IMAP_PROBE_LINES 64
+/* Backend dialogue with identity (IMAP ID): our tag, the longest value sent (Dovecot
+ * takes 1024; a numeric address with a zone is under 64) and how many lines its answer
+ * may take. No client tag is in flight then: the client's bytes reach the backend only
+ * after the backend dialogue. */
+#define IMAP_ID_TAG       "mailedge1"
+#define IMAP_ID_VALUE_MAX 255
+#define IMAP_ID_LINES     64
 
 /* Commands the client filter must know about; the rest are relayed as they are.
  * CMD_MAYBE: a line cut short before its command name ends, which may be STARTTLS. */
@@ -48,6 +55,9 @@ enum imap_wait { W_NONE, W_LITERAL, W_AUTH, W_COMPRESS };
 
 enum imap_bstate { B_LINE, B_LITERAL, B_PASS };
 
+/* Backend dialogue: the greeting, then (identity IMAP ID) the answer to our ID. */
+enum imap_bdlg { BD_GREETING, BD_ID };
+
 /* Kind of backend response, known from its start; decides what its end does. */
 enum imap_resp { R_DATA, R_STATUS, R_CONT };
 
@@ -60,7 +70,11 @@ struct imap_state {
 	int tls;
 	int relaying; /* PROTO_BACKEND given: no more pre-TLS lines */
 	unsigned invalid;
-	unsigned greet_lines;
+	/* backend dialogue */
+	enum imap_bdlg bdlg;
+	unsigned greet_lines; /* lines read in the current step */
+	uint64_t dlit;        /* literal bytes left in the answer to ID */
+	int dcont;            /* the next bytes after the literal continue the response */
 
 	/* client -> backend */
 	enum imap_cstate cst;
@@ -471,17 +485,146 @@ imap_untagged(const char *line, size_t len, const char *word)
 	return proto_word_is(line + 2, n - 2, word, NULL, NULL);
 }
 
+/* Appends "value" as an IMAP quoted string. Numeric addresses never need escaping, but
+ * whatever the core hands over must not end the string early: '"' and '\' are escaped;
+ * CR, LF, other controls and 8-bit bytes cannot be quoted at all (RFC 3501 9, QUOTED-
+ * CHAR), so such a value, or one too long for Dovecot, is not sent (returns 0). */
+static int
+imap_quote(struct proto_out *o, const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > IMAP_ID_VALUE_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+			return 0;
+	proto_out_add(o, "\"", 1);
+	for (i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			proto_out_add(o, "\\", 1);
+		proto_out_add(o, s + i, 1);
+	}
+	proto_out_add(o, "\"", 1);
+	return 1;
+}
+
+/* One address/port pair of the ID list; nothing when the address is missing or cannot
+ * be quoted. */
+static void
+imap_id_pair(struct proto_out *o, const char *ipkey, const char *addr, const char *portkey,
+             unsigned port)
+{
+	size_t mark = o->len;
+
+	if (addr == NULL)
+		return;
+	proto_out_printf(o, "%s\"%s\" ", o->len > 0 ? " " : "", ipkey);
+	if (!imap_quote(o, addr)) {
+		o->len = mark;
+		return;
+	}
+	proto_out_printf(o, " \"%s\" \"%u\"", portkey, port);
+}
+
+/* The ID command (RFC 2971) carrying the client's identity, with the fields Dovecot's
+ * imap-login honours from a host in login_trusted_networks, and only in the first ID of
+ * a connection (so a client's own ID, relayed later, cannot override them). Returns 0
+ * when there is nothing to say. */
+static int
+imap_id_command(const struct proto_peer *peer, struct proto_out *to_backend)
+{
+	struct proto_out list;
+
+	if (peer == NULL)
+		return 0;
+	list.len = 0;
+	imap_id_pair(&list, "x-originating-ip", peer->addr, "x-originating-port", peer->port);
+	imap_id_pair(&list, "x-connected-ip", peer->local_addr, "x-connected-port",
+	             peer->local_port);
+	if (list.len == 0)
+		return 0;
+	proto_out_printf(to_backend, IMAP_ID_TAG " ID (%.*s)\r\n", (int)list.len, list.data);
+	return 1;
+}
+
+/* The backend's greeting. On an implicit-TLS listener the client has had no greeting
+ * yet: it gets the backend's own, byte for byte (the backend filter still takes
+ * STARTTLS out of its capability code, as for any response). */
 static enum proto_bstep
-imap_backend_line(void *v, const struct proto_config *cfg, const char *line, size_t len,
-                  struct proto_out *out)
+imap_greeted(struct imap_state *st, const struct proto_config *cfg, const struct proto_peer *peer,
+             const char *line, size_t len, struct proto_out *to_backend,
+             struct proto_out *to_client)
+{
+	size_t eol = len > 0 && line[len - 1] == '\n' ? 0 : 2;
+
+	if (cfg->implicit_tls) {
+		if (to_client->len + len + eol > sizeof(to_client->data))
+			return PROTO_B_FAIL; /* cannot be replayed whole */
+		proto_out_add(to_client, line, len);
+		proto_out_add(to_client, "\r\n", eol);
+	}
+	if (cfg->identity != PROTO_IDENT_IMAP_ID || !imap_id_command(peer, to_backend))
+		return PROTO_B_DONE;
+	st->bdlg = BD_ID;
+	st->greet_lines = 0;
+	return PROTO_B_SEND;
+}
+
+/* The answer to our ID, consumed: untagged data ("* ID (...)", "* ID NIL", anything
+ * else a server says meanwhile, literals included), then our tagged OK, NO or BAD. A NO
+ * or BAD is not fatal: the backend merely did not take the fields (Dovecot answers OK
+ * and ignores them when mailedge is not a trusted network; a server without ID says
+ * BAD). */
+static enum proto_bstep
+imap_id_answer(struct imap_state *st, const char *line, size_t len)
+{
+	size_t n, k;
+	uint64_t size;
+	int sync;
+
+	if (++st->greet_lines > IMAP_ID_LINES)
+		return PROTO_B_FAIL;
+	if (st->dlit > 0) {
+		/* Literal bytes of an untagged response: never a line of their own. */
+		k = imap_skip(&st->dlit, len);
+		if (st->dlit > 0 || k == len)
+			return PROTO_B_MORE;
+		line += k;
+		len -= k;
+	}
+	if (st->dcont) {
+		/* The response goes on after its literal. */
+		st->dcont = 0;
+	} else {
+		if (imap_untagged(line, len, "BYE"))
+			return PROTO_B_FAIL;
+		if (proto_word_is(line, len, IMAP_ID_TAG, NULL, NULL))
+			return PROTO_B_DONE;
+		/* "+" asks for data we never announced; another tag was never sent. */
+		if (len < 2 || line[0] != '*' || line[1] != ' ')
+			return PROTO_B_FAIL;
+	}
+	n = proto_strip_eol(line, len);
+	if (imap_literal(line, n, &size, &sync)) {
+		st->dlit = size;
+		st->dcont = 1;
+	}
+	return PROTO_B_MORE;
+}
+
+static enum proto_bstep
+imap_backend_line(void *v, const struct proto_config *cfg, const struct proto_peer *peer,
+                  const char *line, size_t len, struct proto_out *to_backend,
+                  struct proto_out *to_client)
 {
 	struct imap_state *st = v;
 	size_t n = proto_strip_eol(line, len);
 
-	(void)cfg;
-	(void)out;
+	if (st->bdlg == BD_ID)
+		return imap_id_answer(st, line, len);
 	if (imap_untagged(line, len, "OK"))
-		return PROTO_B_DONE;
+		return imap_greeted(st, cfg, peer, line, len, to_backend, to_client);
 	/* PREAUTH would skip the client's own login; BYE is a refusal (RFC 3501 7.1.5). */
 	if (imap_untagged(line, len, "PREAUTH") || imap_untagged(line, len, "BYE"))
 		return PROTO_B_FAIL;

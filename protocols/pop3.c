@@ -8,6 +8,15 @@
  * multi-line (a body up to CRLF.CRLF that must not be read as replies), a CAPA list to
  * filter, a SASL exchange, or a refused STLS that mailedge answers itself, in the
  * backend's place in the reply order.
+ *
+ * Client identity (cfg->identity == PROTO_IDENT_XCLIENT) is Dovecot's POP3 XCLIENT, as
+ * Dovecot 2.3.19's pop3-login parses it (src/pop3-login/client.c, cmd_xclient): keys
+ * ADDR, PORT, SESSION, TTL and FORWARD, unknown keys ignored; "+OK Updated" when the
+ * peer is in login_trusted_networks, "+OK You are not from trusted IP - ignoring" when
+ * it is not, "-ERR Invalid parameters" for a bad ADDR/PORT/TTL. It is advertised only in
+ * the greeting ("+OK [XCLIENT] ..."), never in CAPA, and Dovecot also takes Zimbra's
+ * "XOIP addr" as XCLIENT ADDR=addr. Once the backend trusts mailedge, a client that got
+ * either verb through could set its own address: both are refused like STLS.
  */
 #include "protocol.h"
 
@@ -23,10 +32,18 @@ enum pop3_kind {
 	K_NONE,     /* queue empty: whatever comes is unsolicited */
 	K_GREETING, /* the greeting: swallowed by backend_line, or relayed (implicit TLS) */
 	K_SINGLE,
-	K_MULTI,  /* RETR, TOP, LIST/UIDL/AUTH without argument: a body follows +OK */
-	K_CAPA,   /* a body too, with STLS removed */
-	K_AUTH,   /* SASL: "+ " challenges until +OK/-ERR (RFC 5034 4) */
-	K_REFUSE, /* a refused STLS: mailedge answers it, never the backend */
+	K_MULTI,    /* RETR, TOP, LIST/UIDL/AUTH without argument: a body follows +OK */
+	K_CAPA,     /* a body too, with STLS removed */
+	K_AUTH,     /* SASL: "+ " challenges until +OK/-ERR (RFC 5034 4) */
+	K_REFUSE,   /* a refused STLS: mailedge answers it, never the backend */
+	K_REFUSE_X, /* a refused XCLIENT/XOIP: the same, answered as an unknown command */
+};
+
+/* Backend dialogue: greeting, then (identity XCLIENT) the answer to XCLIENT. */
+enum pop3_dlg {
+	D_GREETING,
+	D_XCLIENT,
+	D_DONE,
 };
 
 /* Where a direction is within a line when a call ends in its middle (full buffer). */
@@ -53,6 +70,7 @@ struct pop3_state {
 	unsigned char b_lc;   /* enum pop3_lc, backend -> client */
 	unsigned char b_mode; /* enum pop3_bmode */
 	unsigned char b_bol;  /* B_BODY: the next unexamined byte starts a line */
+	unsigned char dlg;    /* enum pop3_dlg */
 };
 
 struct pop3_probe {
@@ -124,6 +142,52 @@ word_has_args(const struct word *w, const char *s, size_t len)
 	while (p < end && is_blank(*p))
 		p++;
 	return p < end;
+}
+
+/* Verbs that never reach the backend, whatever the level: STLS (TLS is mailedge's
+ * business), XCLIENT and XOIP (the backend believes them from mailedge's address). */
+static const struct {
+	const char *verb;
+	unsigned char kind; /* enum pop3_kind */
+} never_verbs[] = {
+    {"STLS", K_REFUSE},
+    {"XCLIENT", K_REFUSE_X},
+    {"XOIP", K_REFUSE_X},
+};
+
+/* Is s[0..n) one of never_verbs? K_REFUSE, K_REFUSE_X, or 0. Two readings of the word
+ * count: ours (first_word: leading blanks skipped, ends at a blank, CR, LF or NUL), and
+ * Dovecot 2.3 pop3-login's (client_read_cmd_name), which skips CR anywhere in the word
+ * and ends it at SP, LF, NUL or at byte 8 of the line: "XC\rLIENT ADDR=..." and even
+ * "XCLIEN\rTZ ADDR=..." are XCLIENT there. partial: a full buffer cut the line; a word
+ * that could still become a verb counts as one (the first in the table when it could
+ * be any). */
+static int
+never_kind(const char *s, size_t n, int partial)
+{
+	struct word w;
+	char v[8]; /* Dovecot's reading */
+	size_t i, k = 0, j, vl;
+	int ended = !partial;
+
+	first_word(s, n, &w);
+	for (i = 0; i < n; i++) {
+		if (s[i] == '\r')
+			continue;
+		if (s[i] == ' ' || s[i] == '\n' || s[i] == '\0' || i >= sizeof(v)) {
+			ended = 1;
+			break;
+		}
+		v[k++] = s[i];
+	}
+	for (j = 0; j < sizeof(never_verbs) / sizeof(never_verbs[0]); j++) {
+		vl = strlen(never_verbs[j].verb);
+		if (word_is(&w, never_verbs[j].verb) ||
+		    (partial && word_may_be(&w, never_verbs[j].verb)) ||
+		    ((ended ? k == vl : k <= vl) && strncasecmp(v, never_verbs[j].verb, k) == 0))
+			return never_verbs[j].kind;
+	}
+	return 0;
 }
 
 /* Status indicators; RFC 1939 3 writes them in upper case, accept any case anyway. */
@@ -354,27 +418,97 @@ pop3_client_line(void *state, const struct proto_config *cfg, const char *line, 
 	for (i = 0; i < sizeof(pre_cmds) / sizeof(pre_cmds[0]); i++)
 		if (word_is(&w, pre_cmds[i].name))
 			return pre_cmds[i].fn(st, cfg, word_has_args(&w, line, len), out);
-	if (cfg->level == PROTO_LEVEL_MAY)
+	/* XCLIENT/XOIP (or a STLS only Dovecot would read as one) are not handed over: the
+	 * backend would take the client's word for its address. */
+	if (cfg->level == PROTO_LEVEL_MAY && never_kind(line, len, 0) == 0)
 		return PROTO_BACKEND;
 	return invalid(st, out, ERR_UNKNOWN);
 }
 
 /* --- backend dialogue --- */
 
+/* A numeric address as the core gives it (inet_ntop): anything else could inject
+ * words or lines into the XCLIENT command. */
+static int
+addr_ok(const char *a)
+{
+	size_t n = a != NULL ? strlen(a) : 0;
+
+	return n > 0 && n < 46 && strspn(a, "0123456789abcdefABCDEF.:") == n &&
+	       strpbrk(a, ".:") != NULL;
+}
+
+/* ADDR and PORT are what Dovecot 2.3.19 takes that mailedge knows (SESSION and TTL are
+ * for Dovecot's own proxies, FORWARD for passdb fields; it has no key for TLS or for
+ * the local address). PORT=0 is "-ERR Invalid parameters" there: left out instead. */
+static int
+xclient_command(const struct proto_peer *peer, struct proto_out *to_backend)
+{
+	if (peer == NULL || !addr_ok(peer->addr))
+		return 0;
+	proto_out_printf(to_backend, "XCLIENT ADDR=%s", peer->addr);
+	if (peer->port > 0 && peer->port <= 65535)
+		proto_out_printf(to_backend, " PORT=%u", peer->port);
+	proto_out_add(to_backend, "\r\n", 2);
+	return 1;
+}
+
+/* Dovecot answers +OK to XCLIENT from outside login_trusted_networks and ignores it:
+ * relaying then would log and rate-limit every client as mailedge. Fail closed, so
+ * that the operator notices the backend's configuration. */
+static int
+xclient_taken(const char *line, size_t len)
+{
+	static const char ignored[] = "+OK You are not from trusted IP";
+
+	return is_status(line, len, "+OK") && !is_status(line, len, ignored);
+}
+
 static enum proto_bstep
-pop3_backend_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-                  struct proto_out *out)
+backend_step(struct pop3_state *st, const struct proto_config *cfg, const struct proto_peer *peer,
+             const char *line, size_t len, struct proto_out *to_backend,
+             struct proto_out *to_client)
+{
+	switch (st->dlg) {
+	case D_GREETING:
+		if (!is_status(line, len, "+OK"))
+			return PROTO_B_FAIL;
+		/* Implicit TLS: the client has had no greeting; it gets the backend's own
+		 * (an APOP timestamp must be the backend's), and K_GREETING stays queued for
+		 * the backend filter to settle when it passes. STARTTLS/plaintext: the
+		 * client had mailedge's, this one is swallowed. */
+		if (cfg->implicit_tls)
+			proto_out_add(to_client, line, len);
+		else if (q_head(st) == K_GREETING)
+			q_pop(st);
+		if (cfg->identity != PROTO_IDENT_XCLIENT)
+			return PROTO_B_DONE;
+		/* Sent whether or not the greeting says [XCLIENT]: the operator chose XCLIENT
+		 * for this backend, and the answer tells whether it was taken. */
+		if (!xclient_command(peer, to_backend))
+			return PROTO_B_FAIL;
+		st->dlg = D_XCLIENT;
+		return PROTO_B_SEND;
+	case D_XCLIENT:
+		/* Never shown to the client, whatever it says. */
+		return xclient_taken(line, len) ? PROTO_B_DONE : PROTO_B_FAIL;
+	default:
+		return PROTO_B_FAIL;
+	}
+}
+
+static enum proto_bstep
+pop3_backend_line(void *state, const struct proto_config *cfg, const struct proto_peer *peer,
+                  const char *line, size_t len, struct proto_out *to_backend,
+                  struct proto_out *to_client)
 {
 	struct pop3_state *st = state;
+	enum proto_bstep r = backend_step(st, cfg, peer, line, len, to_backend, to_client);
 
-	(void)cfg;
-	(void)out;
-	/* The greeting is the only thing to swallow: POP3 has no session to replay. */
-	if (!is_status(line, len, "+OK"))
-		return PROTO_B_FAIL;
-	if (q_head(st) == K_GREETING)
-		q_pop(st);
-	return PROTO_B_DONE;
+	/* Decided: a stray later call (a core bug) must not send or accept anything. */
+	if (r == PROTO_B_DONE || r == PROTO_B_FAIL)
+		st->dlg = D_DONE;
+	return r;
 }
 
 /* --- relay filters --- */
@@ -407,10 +541,15 @@ static const struct {
 	const char *name;
 	unsigned char bare, with_args; /* enum pop3_kind */
 } relay_cmds[] = {
-    {"STLS", K_REFUSE, K_REFUSE}, /* with arguments too: never let it reach the backend */
-    {"CAPA", K_CAPA, K_CAPA},     {"LIST", K_MULTI, K_SINGLE}, {"UIDL", K_MULTI, K_SINGLE},
-    {"RETR", K_MULTI, K_MULTI},   {"TOP", K_MULTI, K_MULTI},   {"AUTH", K_MULTI, K_AUTH},
+    {"CAPA", K_CAPA, K_CAPA},   {"LIST", K_MULTI, K_SINGLE}, {"UIDL", K_MULTI, K_SINGLE},
+    {"RETR", K_MULTI, K_MULTI}, {"TOP", K_MULTI, K_MULTI},   {"AUTH", K_MULTI, K_AUTH},
 };
+
+static int
+is_refusal(int kind)
+{
+	return kind == K_REFUSE || kind == K_REFUSE_X;
+}
 
 static int
 command_kind(const struct word *w, const char *line, size_t n)
@@ -424,16 +563,16 @@ command_kind(const struct word *w, const char *line, size_t n)
 	return K_SINGLE;
 }
 
-/* The client's bytes wait after a refused STLS until its answer is out, so that no
- * reply to a later command can get ahead of it (a client has no business sending more
- * before that answer anyway), and after AUTH until the backend says whether the next
- * line is SASL data (the exchange is lock-step, RFC 5034 4). */
+/* The client's bytes wait after a refused STLS/XCLIENT until its answer is out, so
+ * that no reply to a later command can get ahead of it (a client has no business
+ * sending more before that answer anyway), and after AUTH until the backend says
+ * whether the next line is SASL data (the exchange is lock-step, RFC 5034 4). */
 static int
 client_holding(const struct pop3_state *st)
 {
 	int t = q_tail(st);
 
-	return t == K_REFUSE || (t == K_AUTH && !st->c_sasl);
+	return is_refusal(t) || (t == K_AUTH && !st->c_sasl);
 }
 
 /* One client line at a line start. Returns 0 to stop: need more bytes, or hold. */
@@ -456,15 +595,16 @@ client_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, int full
 		st->c_lc = partial ? LC_PASS : LC_START;
 		return 1;
 	}
-	first_word(line, n, &w);
-	kind = command_kind(&w, line, n);
-	/* A full buffer cut the line before its first word ended: it must not be able to
-	 * become STLS behind our back (only possible with absurd buffers or blanks). */
-	if (partial && word_may_be(&w, "STLS"))
-		kind = K_REFUSE;
+	/* Refused with arguments too, and when a full buffer cut the line before its first
+	 * word ended and it could still become one (only absurd buffers, or blanks). */
+	kind = never_kind(line, n, partial);
+	if (kind == 0) {
+		first_word(line, n, &w);
+		kind = command_kind(&w, line, n);
+	}
 	if (!q_push(st, kind))
 		return 0;
-	if (kind == K_REFUSE) {
+	if (is_refusal(kind)) {
 		cut(buf, len, *pos, *pos + n);
 		st->c_lc = partial ? LC_DROP : LC_START;
 		return 1;
@@ -493,11 +633,13 @@ pop3_client_filter(void *state, const struct proto_config *cfg, char *buf, size_
 	return pos;
 }
 
-/* Insert the answer to a refused STLS at buf[*pos], a reply boundary. */
+/* Insert the answer to a refused command at buf[*pos], a reply boundary. */
 static int
 inject(struct pop3_state *st, char *buf, size_t *pos, size_t *len, size_t cap)
 {
-	const char *r = st->tls ? REFUSE_TLS : REFUSE_PLAIN;
+	const char *r = q_head(st) == K_REFUSE_X ? ERR_UNKNOWN
+	                : st->tls                ? REFUSE_TLS
+	                                         : REFUSE_PLAIN;
 	size_t n = strlen(r);
 
 	if (*len > cap || n > cap - *len)
@@ -527,7 +669,7 @@ status_seen(struct pop3_state *st, const char *line, size_t n)
 		}
 		return;
 	}
-	if ((!ok && !is_status(line, n, "-ERR")) || head == K_NONE || head == K_REFUSE)
+	if ((!ok && !is_status(line, n, "-ERR")) || head == K_NONE || is_refusal(head))
 		return;
 	q_pop(st);
 	if (head == K_AUTH)
@@ -539,6 +681,27 @@ status_seen(struct pop3_state *st, const char *line, size_t n)
 		st->b_mode = B_CAPA;
 }
 
+/* Dovecot greets a trusted peer (mailedge) with "+OK [XCLIENT] ...". The client cannot
+ * use XCLIENT through mailedge (a Dovecot proxy in front would try it and fail), so the
+ * code goes, as XCLIENT goes from SMTP's EHLO; the rest (APOP timestamp) stays as it
+ * is. Returns the line's new length. */
+static size_t
+greeting_fix(char *buf, size_t pos, size_t *len, size_t n)
+{
+	static const char code[] = " [XCLIENT]";
+	const size_t cl = sizeof(code) - 1;
+	char c;
+
+	if (n <= 3 + cl || strncasecmp(buf + pos, "+OK", 3) != 0 ||
+	    strncasecmp(buf + pos + 3, code, cl) != 0)
+		return n;
+	c = buf[pos + 3 + cl];
+	if (c != ' ' && c != '\r' && c != '\n')
+		return n;
+	cut(buf, len, pos + 3, pos + 3 + cl);
+	return n - cl;
+}
+
 static int
 status_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, size_t cap, int full)
 {
@@ -546,7 +709,7 @@ status_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, size_t c
 	const char *nl;
 	size_t n;
 
-	if (q_head(st) == K_REFUSE) {
+	if (is_refusal(q_head(st))) {
 		if (inject(st, buf, pos, len, cap))
 			return 1;
 		/* No room: wait for it, unless the backend filled the buffer with bytes
@@ -559,6 +722,8 @@ status_step(struct pop3_state *st, char *buf, size_t *pos, size_t *len, size_t c
 	/* Too short to tell +OK from -ERR from a challenge: only with absurd buffers. */
 	if (nl == NULL && (!full || n < 4))
 		return 0;
+	if (q_head(st) == K_GREETING)
+		n = greeting_fix(buf, *pos, len, n);
 	status_seen(st, line, n);
 	*pos += n;
 	st->b_lc = nl != NULL ? LC_START : LC_PASS;

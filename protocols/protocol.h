@@ -36,6 +36,23 @@ enum proto_level {
 	PROTO_LEVEL_ENCRYPT, /* mandatory: only the RFC-allowed commands before TLS */
 };
 
+/* How the backend learns who the client is, in the protocol itself (PROXY v1/v2 are
+ * written by the core before any protocol byte and are not the protocol's business). */
+enum proto_identity {
+	PROTO_IDENT_NONE,
+	PROTO_IDENT_XCLIENT, /* SMTP (Postfix XCLIENT_README) and POP3 (Dovecot) */
+	PROTO_IDENT_IMAP_ID, /* IMAP ID with Dovecot's x-originating-* fields */
+};
+
+/* Who the client is, for the backend dialogue. Addresses are numeric strings. */
+struct proto_peer {
+	const char *addr; /* client, e.g. "203.0.113.7" or "2001:db8::7" */
+	unsigned port;
+	const char *local_addr; /* the address the client connected to */
+	unsigned local_port;
+	int tls; /* the session is under TLS */
+};
+
 /* What a protocol may know about its listener. Read-only for the protocol. */
 struct proto_config {
 	enum proto_level level;
@@ -46,6 +63,7 @@ struct proto_config {
 	 * line ('\n'-separated): SMTP EHLO keywords with parameters ("SIZE 10240000"),
 	 * IMAP capability atoms, POP3 CAPA lines. NULL or "": the protocol's defaults. */
 	const char *caps;
+	enum proto_identity identity; /* from the listener's backend (client_identity) */
 };
 
 /* Result of one client line in the pre-TLS dialogue. The reply in `out` (possibly
@@ -60,10 +78,13 @@ enum proto_action {
 	PROTO_CLOSE,    /* close the session */
 };
 
-/* Result of one backend line in the backend dialogue. */
+/* Result of one backend line in the backend dialogue. Whatever the protocol put in
+ * `to_backend` is written to the backend first, whatever it put in `to_client` goes to
+ * the client (through the backend filter, as if the backend had sent it) when relaying
+ * starts; then: */
 enum proto_bstep {
 	PROTO_B_MORE, /* read another backend line */
-	PROTO_B_SEND, /* write `out` to the backend, then read another line */
+	PROTO_B_SEND, /* (same as MORE; kept for readability when to_backend is set) */
 	PROTO_B_DONE, /* backend is where the client is: start relaying */
 	PROTO_B_FAIL, /* backend refused (e.g. 421/554 greeting): client gets tempfail */
 };
@@ -115,9 +136,15 @@ struct protocol {
 	enum proto_action (*client_line)(void *state, const struct proto_config *cfg,
 	                                 const char *line, size_t len, struct proto_out *out);
 
-	/* 2. backend dialogue: one backend line (with line ending) in, bytes to send out. */
+	/* 2. backend dialogue: one backend line (with line ending) in; bytes for the backend
+	 * and for the client out. The core runs it on STARTTLS listeners always, and on
+	 * implicit-TLS listeners when cfg->identity != PROTO_IDENT_NONE (then the backend's
+	 * greeting must reach the client through to_client, byte-exact, and the backend
+	 * filter must not expect another greeting). */
 	enum proto_bstep (*backend_line)(void *state, const struct proto_config *cfg,
-	                                 const char *line, size_t len, struct proto_out *out);
+	                                 const struct proto_peer *peer, const char *line,
+	                                 size_t len, struct proto_out *to_backend,
+	                                 struct proto_out *to_client);
 
 	/* 3. relay filters */
 	proto_filter_fn client_filter;  /* client -> backend */

@@ -11,8 +11,17 @@
  * filter takes the side that keeps a refused command from reaching the backend: a
  * client that confuses the two only confuses its own session, while one that gets
  * XCLIENT past the filter speaks with mailedge's authority.
+ *
+ * The backend dialogue swallows the backend's greeting and, when the backend takes
+ * XCLIENT (cfg->identity), sends its own EHLO and XCLIENT with the client's address
+ * before catching up with the client: plaintext `may` replays the client's EHLO/HELO,
+ * implicit TLS hands the (new) greeting to the client. mailedge's own EHLO reply is
+ * never taken for the client's: CHUNKING is what the client's own EHLO was offered.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -22,6 +31,8 @@
 #define SMTP_ERRORS_MAX  10   /* the 10th invalid command closes */
 #define SMTP_QUEUE_MAX   64   /* commands awaiting a reply; the client waits beyond */
 #define SMTP_BDAT_DIGITS 18   /* a chunk size that always fits in uint64_t */
+#define SMTP_CMD_MAX     510  /* command line without CRLF (RFC 5321 4.5.3.1.4) */
+#define SMTP_HELO_MAX    255  /* Postfix refuses a longer XCLIENT HELO= (501) */
 
 #define SMTP_DEFAULT_CAPS "PIPELINING\nSIZE\n8BITMIME\nENHANCEDSTATUSCODES"
 
@@ -49,17 +60,45 @@ enum smtp_cmode {
 	C_DROP,      /* rest of an unbounded command line, discarded */
 };
 
-enum smtp_bstage { BS_GREETING, BS_REPLAY, BS_DONE };
+/* Backend dialogue: what the backend's next reply answers. */
+enum smtp_bstage {
+	BS_GREETING, /* its greeting */
+	BS_EHLO,     /* mailedge's own EHLO: does it offer XCLIENT? */
+	BS_XCLIENT,  /* XCLIENT: a new greeting (220) */
+	BS_REPLAY,   /* the client's EHLO/HELO, replayed */
+	BS_DONE,
+};
+
+/* XCLIENT attributes (Postfix XCLIENT_README) mailedge may send. */
+enum {
+	XA_ADDR = 1,
+	XA_PORT = 2,
+	XA_NAME = 4,
+	XA_HELO = 8,
+	XA_PROTO = 16,
+};
+#define XA_CLIENT (XA_ADDR | XA_PORT | XA_NAME) /* who connected */
+#define XA_HELLO  (XA_HELO | XA_PROTO)          /* what it said first */
 
 struct smtp_state {
 	int tls;
 	int errors;
-	/* `may`: the client's last EHLO/HELO, replayed to the backend */
+	/* Plaintext `may`: the client's last EHLO/HELO, replayed to the backend. Implicit
+	 * TLS: the backend's greeting, for the client. A session needs only one of them. */
 	size_t helo_len;
-	char helo[SMTP_LINE_MAX + 8];
+	union {
+		char helo[SMTP_LINE_MAX + 8];
+		char greet[SMTP_LINE_MAX + 8];
+	};
+	size_t greet_len;
+	int greet_cut;  /* lines of the greeting did not fit and were left out */
+	int greet_keep; /* the reply being read is the greeting to keep */
 
 	enum smtp_bstage bstage;
-	int chunking; /* the backend's last EHLO reply offered CHUNKING */
+	unsigned bline;   /* lines of the current backend reply read so far */
+	unsigned xattrs;  /* XCLIENT attributes the backend offers */
+	unsigned xsecond; /* attributes for a second XCLIENT command, 0: none */
+	int chunking;     /* the backend's last EHLO reply offered CHUNKING */
 
 	/* commands awaiting a reply, oldest first */
 	unsigned char q[SMTP_QUEUE_MAX];
@@ -366,43 +405,298 @@ smtp_client_line(void *state, const struct proto_config *cfg, const char *line, 
 
 /* --- backend dialogue --- */
 
+/* Keep a greeting line for an implicit-TLS client, which has seen nothing yet. The
+ * first greeting is kept whatever its 2xx code; a reply to XCLIENT replaces it only
+ * when it is a new greeting (Postfix: 220), not an old-style "250 Ok". */
+static void
+greet_keep(struct smtp_state *st, const struct proto_config *cfg, const char *line, size_t len,
+           int code)
+{
+	size_t room, eol = len > 0 && line[len - 1] == '\n' ? 0 : 2;
+
+	if (!st->tls || !cfg->implicit_tls)
+		return;
+	if (st->bline == 1) {
+		st->greet_keep = st->bstage == BS_GREETING || code == 220;
+		if (st->greet_keep)
+			st->greet_len = 0, st->greet_cut = 0;
+	}
+	room = sizeof(st->greet) - st->greet_len;
+	if (!st->greet_keep || st->greet_cut || len > room || eol > room - len) {
+		st->greet_cut |= st->greet_keep;
+		return;
+	}
+	memcpy(st->greet + st->greet_len, line, len);
+	memcpy(st->greet + st->greet_len + len, "\r\n", eol);
+	st->greet_len += len + eol;
+}
+
+/* The kept greeting, complete: if lines were left out, the last kept one ends it. */
+static void
+greet_out(struct smtp_state *st, const struct proto_config *cfg, struct proto_out *to_client)
+{
+	size_t last = st->greet_len - 1;
+
+	if (st->greet_len == 0) {
+		smtp_greeting(st, cfg, to_client);
+		return;
+	}
+	while (last > 0 && st->greet[last - 1] != '\n')
+		last--;
+	if (st->greet_cut && st->greet_len - last > 4 && st->greet[last + 3] == '-')
+		st->greet[last + 3] = ' ';
+	proto_out_add(to_client, st->greet, st->greet_len);
+}
+
+/* "XCLIENT NAME ADDR ..." in the backend's EHLO reply: the attributes it takes. */
+static void
+xclient_offered(struct smtp_state *st, const char *kw, size_t n)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} attrs[] = {{"ADDR", XA_ADDR},
+	             {"PORT", XA_PORT},
+	             {"NAME", XA_NAME},
+	             {"HELO", XA_HELO},
+	             {"PROTO", XA_PROTO}};
+	size_t i = word_len(kw, n), w;
+
+	if (!word_eq(kw, i, "XCLIENT"))
+		return;
+	for (; i < n; i += w) {
+		while (i < n && (kw[i] == ' ' || kw[i] == '\t'))
+			i++;
+		w = word_len(kw + i, n - i);
+		for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+			if (word_eq(kw + i, w, attrs[k].name))
+				st->xattrs |= attrs[k].bit;
+	}
+}
+
+/* ADDR= as Postfix wants it: IPv4 dotted, "IPV6:" and the address, or [UNAVAILABLE]
+ * when there is none (still sent: without XCLIENT the backend would take the client
+ * for mailedge, which it trusts). A v4-mapped address is the IPv4 client of a
+ * dual-stack socket. */
+static const char *
+xclient_addr(const struct proto_peer *peer, char *buf, size_t size)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	if (peer == NULL || peer->addr == NULL)
+		return "[UNAVAILABLE]";
+	n = strcspn(peer->addr, "%"); /* a link-local scope is no part of the address */
+	if (n >= sizeof(tmp))
+		return "[UNAVAILABLE]";
+	memcpy(tmp, peer->addr, n);
+	tmp[n] = '\0';
+	if (inet_pton(AF_INET, tmp, &a4) == 1)
+		return inet_ntop(AF_INET, &a4, buf, (socklen_t)size);
+	if (inet_pton(AF_INET6, tmp, &a6) != 1)
+		return "[UNAVAILABLE]";
+	if (IN6_IS_ADDR_V4MAPPED(&a6))
+		return inet_ntop(AF_INET, &a6.s6_addr[12], buf, (socklen_t)size);
+	memcpy(buf, "IPV6:", 5);
+	return inet_ntop(AF_INET6, &a6, buf + 5, (socklen_t)(size - 5)) != NULL ? buf : NULL;
+}
+
+/* xtext (RFC 3461 4): '!'..'~' except '+' and '=' as they are, the rest "+HH". */
+static int
+xtext_plain(char c)
+{
+	return c >= '!' && c <= '~' && c != '+' && c != '=';
+}
+
+/* Append " NAME=xtext(value)" to an XCLIENT line if it fits; 0 when it does not. */
+static int
+xclient_add(char *line, size_t *len, const char *name, const char *v, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t need = strlen(name) + 2, at;
+
+	for (size_t i = 0; i < n; i++)
+		need += xtext_plain(v[i]) ? 1 : 3;
+	if (*len + need > SMTP_CMD_MAX)
+		return 0;
+	at = *len + (size_t)sprintf(line + *len, " %s=", name);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (xtext_plain(v[i]))
+			line[at++] = v[i];
+		else {
+			line[at++] = '+';
+			line[at++] = hex[c >> 4];
+			line[at++] = hex[c & 15];
+		}
+	}
+	*len = at;
+	return 1;
+}
+
+/* One XCLIENT command with those attributes in `want` that the backend offers and
+ * mailedge knows: HELO and PROTO only on plaintext `may`, from the client's own
+ * EHLO/HELO (a name Postfix would refuse is left out). Writes it without CRLF into
+ * line[SMTP_CMD_MAX + 1]; returns its length, 0 when it would carry nothing or not fit. */
+static size_t
+xclient_line(const struct smtp_state *st, const struct proto_peer *peer, unsigned want, char *line)
+{
+	static const char unavailable[] = "[UNAVAILABLE]";
+	char abuf[INET6_ADDRSTRLEN + 8], pbuf[16];
+	const char *v;
+	size_t len = 7, helo = st->helo_len > 7 ? st->helo_len - 7 : 0; /* "EHLO " CRLF */
+	int esmtp = st->helo[0] == 'E';
+
+	want &= st->xattrs;
+	if (st->tls || helo == 0)
+		want &= ~(unsigned)XA_HELLO;
+	/* trailing blanks are no part of the name (Postfix tokenises EHLO's argument) */
+	while (helo > 0 && (st->helo[5 + helo - 1] == ' ' || st->helo[5 + helo - 1] == '\t'))
+		helo--;
+	if (helo == 0 || helo > SMTP_HELO_MAX)
+		want &= ~(unsigned)XA_HELO;
+	if (want == 0)
+		return 0;
+	memcpy(line, "XCLIENT", 7);
+	if ((v = xclient_addr(peer, abuf, sizeof(abuf))) == NULL)
+		v = unavailable;
+	if ((want & XA_ADDR) && !xclient_add(line, &len, "ADDR", v, strlen(v)))
+		return 0;
+	if (peer != NULL && peer->port > 0 && peer->port < 65536)
+		snprintf(pbuf, sizeof(pbuf), "%u", peer->port);
+	else
+		snprintf(pbuf, sizeof(pbuf), "%s", unavailable);
+	if ((want & XA_PORT) && !xclient_add(line, &len, "PORT", pbuf, strlen(pbuf)))
+		return 0;
+	/* mailedge does no reverse DNS; Postfix then names the client "unknown" */
+	if ((want & XA_NAME) &&
+	    !xclient_add(line, &len, "NAME", unavailable, sizeof(unavailable) - 1))
+		return 0;
+	if ((want & XA_HELO) && !xclient_add(line, &len, "HELO", st->helo + 5, helo))
+		return 0;
+	if ((want & XA_PROTO) &&
+	    !xclient_add(line, &len, "PROTO", esmtp ? "ESMTP" : "SMTP", esmtp ? 5 : 4))
+		return 0;
+	return len;
+}
+
+/* Tell the backend who the client is: one XCLIENT command, or when that would be
+ * too long (XCLIENT_README note 1) the client's address first, then HELO and PROTO;
+ * if even those do not fit alone, without HELO (the replay sets it anyway). */
 static enum proto_bstep
-smtp_backend_ready(struct smtp_state *st)
+xclient_send(struct smtp_state *st, const struct proto_peer *peer, struct proto_out *to_backend)
+{
+	char line[SMTP_CMD_MAX + 1], second[SMTP_CMD_MAX + 1];
+	size_t len;
+
+	st->xsecond = 0;
+	if ((len = xclient_line(st, peer, XA_CLIENT | XA_HELLO, line)) == 0) {
+		if (xclient_line(st, peer, XA_HELLO, second) > 0) {
+			st->xsecond = XA_HELLO;
+			len = xclient_line(st, peer, XA_CLIENT, line);
+		} else
+			len = xclient_line(st, peer, XA_CLIENT | XA_PROTO, line);
+	}
+	proto_out_add(to_backend, line, len);
+	proto_out_add(to_backend, "\r\n", 2);
+	st->bstage = BS_XCLIENT;
+	return PROTO_B_SEND;
+}
+
+static enum proto_bstep
+smtp_backend_ready(struct smtp_state *st, const struct proto_config *cfg)
 {
 	st->bstage = BS_DONE;
 	st->qlen = 0;
 	st->binreply = 0;
+	/* implicit TLS: the greeting handed over in to_client comes through the backend
+	 * filter first (protocol.h), as the reply to nothing the client sent */
+	if (st->tls && cfg->implicit_tls)
+		q_push(st, K_REPLY);
 	return PROTO_B_DONE;
 }
 
+/* The backend is ready: bring it to where the client is. */
 static enum proto_bstep
-smtp_backend_line(void *state, const struct proto_config *cfg, const char *line, size_t len,
-                  struct proto_out *out)
+smtp_backend_catch_up(struct smtp_state *st, const struct proto_config *cfg,
+                      struct proto_out *to_backend, struct proto_out *to_client)
+{
+	if (!st->tls && st->helo_len > 0) {
+		/* plaintext `may`: the client saw our EHLO reply; XCLIENT reset the
+		 * backend's session to the greeting, so the EHLO is replayed after it */
+		proto_out_add(to_backend, st->helo, st->helo_len);
+		st->bstage = BS_REPLAY;
+		st->chunking = 0;
+		return PROTO_B_SEND;
+	}
+	if (st->tls && cfg->implicit_tls)
+		greet_out(st, cfg, to_client); /* the client has seen nothing yet */
+	/* a client under TLS sends its own EHLO next; its reply decides CHUNKING */
+	st->chunking = 0;
+	return smtp_backend_ready(st, cfg);
+}
+
+static enum proto_bstep
+smtp_backend_line(void *state, const struct proto_config *cfg, const struct proto_peer *peer,
+                  const char *line, size_t len, struct proto_out *to_backend,
+                  struct proto_out *to_client)
 {
 	struct smtp_state *st = state;
 	size_t n = proto_strip_eol(line, len);
-	int code = reply_code(line, n);
+	int code = reply_code(line, n), last = reply_last(line, n);
 
-	(void)cfg;
 	if (code < 200 || code > 299 || st->bstage == BS_DONE)
-		return PROTO_B_FAIL;
-	if (st->bstage == BS_REPLAY) {
+		return PROTO_B_FAIL; /* also XCLIENT refused: the operator's to fix, fail closed */
+	st->bline++;
+	switch (st->bstage) {
+	case BS_GREETING:
+	case BS_XCLIENT:
+		greet_keep(st, cfg, line, len, code);
+		if (!last)
+			return PROTO_B_MORE;
+		st->bline = 0;
+		if (st->bstage == BS_GREETING && cfg->identity == PROTO_IDENT_XCLIENT) {
+			proto_out_printf(to_backend, "EHLO %s\r\n", smtp_host(cfg));
+			st->bstage = BS_EHLO;
+			st->xattrs = 0;
+			return PROTO_B_SEND;
+		}
+		if (st->xsecond != 0) {
+			/* Postfix authorises XCLIENT by the real peer, not by the last ADDR */
+			char l[SMTP_CMD_MAX + 1];
+			size_t k = xclient_line(st, peer, st->xsecond, l);
+
+			st->xsecond = 0;
+			proto_out_add(to_backend, l, k);
+			proto_out_add(to_backend, "\r\n", 2);
+			return PROTO_B_SEND;
+		}
+		return smtp_backend_catch_up(st, cfg, to_backend, to_client);
+	case BS_EHLO:
+		/* mailedge's own EHLO: its reply says nothing about the client's CHUNKING */
+		if (st->bline > 1 && n > 4)
+			xclient_offered(st, line + 4, n - 4);
+		if (!last)
+			return PROTO_B_MORE;
+		st->bline = 0;
+		if (st->xattrs & XA_ADDR)
+			return xclient_send(st, peer, to_backend);
+		return smtp_backend_catch_up(st, cfg, to_backend, to_client);
+	case BS_REPLAY:
 		/* the client saw our EHLO reply; CHUNKING decides how BDAT is relayed */
-		if (st->binreply && n > 4 &&
+		if (st->bline > 1 && n > 4 &&
 		    word_eq(line + 4, word_len(line + 4, n - 4), "CHUNKING"))
 			st->chunking = 1;
-		st->binreply = 1;
-		return reply_last(line, n) ? smtp_backend_ready(st) : PROTO_B_MORE;
+		if (!last)
+			return PROTO_B_MORE;
+		st->bline = 0;
+		return smtp_backend_ready(st, cfg);
+	default:
+		return PROTO_B_FAIL;
 	}
-	if (!reply_last(line, n))
-		return PROTO_B_MORE;
-	if (st->tls || st->helo_len == 0)
-		return smtp_backend_ready(st);
-	proto_out_add(out, st->helo, st->helo_len);
-	st->bstage = BS_REPLAY;
-	st->binreply = 0;
-	st->chunking = 0;
-	return PROTO_B_SEND;
 }
 
 /* --- relay: client -> backend --- */

@@ -71,16 +71,21 @@ backend_dialogue_step(struct backend_dlg *b, int fd)
 			}
 		}
 		b->out.len = b->out_off = 0;
+		if (b->proto == NULL || b->done)
+			return BDLG_DONE; /* (no protocol dialogue: only a PROXY header to write) */
 
 		switch (buffer_getline(b->in, BACKEND_LINE_MAX, &line, &len)) {
 		case BUFFER_LINE_FOUND: {
-			enum proto_bstep st = b->proto->backend_line(
-			    b->state, b->cfg, (const char *)line, len, &b->out);
+			enum proto_bstep st =
+			    b->proto->backend_line(b->state, b->cfg, b->peer, (const char *)line,
+			                           len, &b->out, &b->to_client);
 			log_sanitize(b->why, sizeof(b->why), line,
 			             proto_strip_eol((const char *)line, len));
 			buffer_consume(b->in, len);
-			if (st == PROTO_B_DONE)
-				return BDLG_DONE;
+			if (st == PROTO_B_DONE) {
+				b->done = 1; /* after writing whatever the protocol queued last */
+				continue;
+			}
 			if (st == PROTO_B_FAIL)
 				return BDLG_REFUSED;
 			break;

@@ -29,14 +29,17 @@ enum backend_dialogue {
 };
 
 struct backend_dlg {
-	const struct protocol *proto;
+	const struct protocol *proto; /* NULL: no protocol dialogue, only write `out` */
+	const struct proto_peer *peer;
 	const struct proto_config *cfg;
 	void *state;
 	struct buffer *in;
 	size_t out_off;
+	int done; /* the protocol said DONE: finish writing `out`, then relay */
 	int err;
 	char why[96];
-	struct proto_out out;
+	struct proto_out out;       /* to the backend: PROXY header, then the protocol's */
+	struct proto_out to_client; /* what the protocol passes on to the client */
 };
 
 enum backend_dialogue backend_dialogue_step(struct backend_dlg *b, int fd);

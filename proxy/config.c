@@ -153,7 +153,11 @@ config_addr_split(const struct sockaddr_any *a, char *host, size_t hostlen)
 
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
+		/* A v4 client on a dual-stack socket: show it (and tell backends) as v4. */
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, (socklen_t)hostlen);
+		else
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, (socklen_t)hostlen);
 		return ntohs(s6->sin6_port);
 	}
 	if (sa->sa_family == AF_INET) {
@@ -171,8 +175,87 @@ config_addr_str(const struct sockaddr_any *a, char *buf, size_t len)
 	char host[INET6_ADDRSTRLEN];
 	unsigned port = config_addr_split(a, host, sizeof(host));
 
-	snprintf(buf, len, a->ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+	snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host, port);
 	return buf;
+}
+
+static const char *const identity_names[] = {"none", "proxy-v1", "proxy-v2", "xclient", "imap-id"};
+
+const char *
+config_identity_name(enum client_identity id)
+{
+	return identity_names[id];
+}
+
+int
+config_parse_net(const char *s, struct cfg_net *out)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	size_t n;
+	long prefix;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash++ = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+		out->prefix = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+		out->prefix = 128;
+	} else {
+		return -1;
+	}
+	if (slash != NULL) {
+		prefix = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end != '\0' || prefix < 0 || prefix > out->prefix)
+			return -1;
+		out->prefix = (int)prefix;
+	}
+	return 0;
+}
+
+int
+config_net_match(const struct cfg_net *nets, int n, const struct sockaddr_any *a)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const unsigned char *bytes;
+	int family;
+
+	if (a->ss.ss_family == AF_INET) {
+		bytes = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+		family = AF_INET;
+	} else if (a->ss.ss_family == AF_INET6) {
+		bytes = ((const struct sockaddr_in6 *)&a->ss)->sin6_addr.s6_addr;
+		family = AF_INET6;
+		if (memcmp(bytes, mapped, sizeof(mapped)) == 0) {
+			bytes += 12;
+			family = AF_INET;
+		}
+	} else {
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		int bits = nets[i].prefix, full = bits / 8, rest = bits % 8;
+		if (nets[i].family != family)
+			continue;
+		if (memcmp(bytes, nets[i].addr, (size_t)full) != 0)
+			continue;
+		if (rest && ((bytes[full] ^ nets[i].addr[full]) & (0xff << (8 - rest))) != 0)
+			continue;
+		return 1;
+	}
+	return 0;
 }
 
 static int
@@ -245,6 +328,20 @@ backend_key(struct parse_ctx *p, struct cfg_backend *b, const char *name, const 
 	} else if (!strcmp(name, "connect_timeout")) {
 		if (config_parse_duration(v, &b->connect_timeout) != 0 || b->connect_timeout <= 0)
 			config_error(p->c, p->lineno, "connect_timeout: bad duration \"%s\"", v);
+	} else if (!strcmp(name, "client_identity")) {
+		size_t i;
+		for (i = 0; i < sizeof(identity_names) / sizeof(identity_names[0]); i++)
+			if (!strcasecmp(v, identity_names[i]))
+				break;
+		b->identity_line = p->lineno;
+		if (i == sizeof(identity_names) / sizeof(identity_names[0]))
+			config_error(
+			    p->c, p->lineno,
+			    "client_identity: expected none, proxy-v1, proxy-v2, xclient or "
+			    "imap-id, not \"%s\"",
+			    v);
+		else
+			b->identity = (enum client_identity)i;
 	} else {
 		config_error(p->c, p->lineno, "unknown key \"%s\" in [backend %s]", name, b->name);
 	}
@@ -292,6 +389,32 @@ listener_key(struct parse_ctx *p, struct cfg_listener *l, const char *name, cons
 		    l->capabilities_refresh < 1)
 			config_error(c, p->lineno,
 			             "capabilities_refresh: bad duration \"%s\" (>= 1s)", v);
+	} else if (!strcmp(name, "accept_proxy")) {
+		/* Comma-separated networks; continuation lines add more. */
+		char *copy = strdup(v), *save = NULL;
+		for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+		     t = strtok_r(NULL, ",", &save)) {
+			if (l->nproxy_nets >= CONFIG_MAX_NETS) {
+				config_error(c, p->lineno, "accept_proxy: at most %d networks",
+				             CONFIG_MAX_NETS);
+				break;
+			}
+			while (*t == ' ' || *t == '\t')
+				t++;
+			for (size_t e = strlen(t); e > 0 && (t[e - 1] == ' ' || t[e - 1] == '\t');
+			     e--)
+				t[e - 1] = '\0';
+			if (config_parse_net(t, &l->proxy_nets[l->nproxy_nets]) != 0)
+				config_error(
+				    c, p->lineno,
+				    "accept_proxy: \"%s\" is not an address or ADDRESS/PREFIX", t);
+			else
+				l->nproxy_nets++;
+		}
+		free(copy);
+	} else if (!strcmp(name, "proxy_timeout")) {
+		if (config_parse_duration(v, &l->proxy_timeout) != 0 || l->proxy_timeout <= 0)
+			config_error(c, p->lineno, "proxy_timeout: bad duration \"%s\"", v);
 	} else if (!strcmp(name, "dialogue_timeout")) {
 		if (config_parse_duration(v, &l->dialogue_timeout) != 0 || l->dialogue_timeout <= 0)
 			config_error(c, p->lineno, "dialogue_timeout: bad duration \"%s\"", v);
@@ -374,6 +497,7 @@ begin_section(struct parse_ctx *p, const char *sect)
 		l->security_level = PROTO_LEVEL_ENCRYPT;
 		l->capabilities_refresh = 600.0;
 		l->dialogue_timeout = 300.0;
+		l->proxy_timeout = 5.0;
 		struct cfg_listener **tail = &c->listeners;
 		while (*tail)
 			tail = &(*tail)->next;
@@ -566,6 +690,19 @@ validate(struct config *c)
 		}
 		if (l->idle_timeout < 0 && l->proto != NULL)
 			l->idle_timeout = l->proto->default_idle_timeout;
+		if (l->backend != NULL && l->proto != NULL) {
+			enum client_identity id = l->backend->identity;
+			int ok = id == IDENT_NONE || id == IDENT_PROXY_V1 || id == IDENT_PROXY_V2 ||
+			         (id == IDENT_XCLIENT &&
+			          (l->proto == &protocol_smtp || l->proto == &protocol_pop3)) ||
+			         (id == IDENT_IMAP_ID && l->proto == &protocol_imap);
+			if (!ok)
+				config_error(
+				    c, l->backend->identity_line,
+				    "client_identity = %s cannot be used for [listener %s] "
+				    "(protocol %s): xclient is for smtp and pop3, imap-id for imap",
+				    identity_names[id], l->name, l->proto->name);
+		}
 		if (l->tls == TLS_MODE_IMPLICIT && l->security_level_line)
 			config_error(c, l->security_level_line,
 			             "security_level: only for tls = starttls (implicit TLS is "

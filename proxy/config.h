@@ -9,6 +9,7 @@
 #include "log.h"
 
 #define CONFIG_MAX_ADDRS 8
+#define CONFIG_MAX_NETS  32
 #define CONFIG_NAME_MAX  64
 
 struct protocol;
@@ -23,6 +24,22 @@ struct sockaddr_any {
 	socklen_t len;
 };
 
+/* How the backend learns who the client is (client_identity). */
+enum client_identity {
+	IDENT_NONE,
+	IDENT_PROXY_V1,
+	IDENT_PROXY_V2,
+	IDENT_XCLIENT, /* SMTP: Postfix XCLIENT; POP3: Dovecot XCLIENT */
+	IDENT_IMAP_ID, /* IMAP: Dovecot ID x-originating-* */
+};
+
+/* An address block, e.g. 10.0.0.0/8 or 2001:db8::/32. */
+struct cfg_net {
+	int family;
+	unsigned char addr[16];
+	int prefix;
+};
+
 struct cfg_backend {
 	char name[CONFIG_NAME_MAX];
 	int line; /* of the section header */
@@ -31,6 +48,8 @@ struct cfg_backend {
 	char *address; /* as written, for logs */
 	int address_line;
 	double connect_timeout;
+	enum client_identity identity;
+	int identity_line;
 	struct cfg_backend *next;
 };
 
@@ -67,6 +86,10 @@ struct cfg_listener {
 	int capabilities_line;
 	double capabilities_refresh; /* probe period */
 	double dialogue_timeout;     /* pre-TLS idle */
+	/* PROXY header from a load balancer in front (accept_proxy) */
+	struct cfg_net proxy_nets[CONFIG_MAX_NETS];
+	int nproxy_nets; /* 0: no PROXY header expected */
+	double proxy_timeout;
 	struct cfg_listener *next;
 };
 
@@ -96,6 +119,10 @@ void config_error(struct config *c, int line, const char *fmt, ...)
 /* Helpers exposed for tests and other modules. */
 int config_parse_duration(const char *s, double *out);
 int config_parse_addr(const char *s, int passive, struct sockaddr_any *out, int max, int *n);
+/* Is the address in one of the blocks? (IPv4-mapped IPv6 matches IPv4 blocks.) */
+int config_net_match(const struct cfg_net *nets, int n, const struct sockaddr_any *a);
+int config_parse_net(const char *s, struct cfg_net *out);
+const char *config_identity_name(enum client_identity id);
 /* Numeric host into host[], returns the port. */
 unsigned config_addr_split(const struct sockaddr_any *a, char *host, size_t hostlen);
 const char *config_addr_str(const struct sockaddr_any *a, char *buf, size_t len);

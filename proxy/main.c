@@ -72,6 +72,11 @@ build_listeners(struct config *cfg, struct ev_loop *loop, struct service_stats *
 		l->svc.pcfg.hostname = cl->hostname;
 		l->svc.pcfg.greeting = cl->greeting;
 		l->svc.pcfg.caps = cl->capabilities; /* NULL: learned by the probe */
+		if (cl->backend != NULL)
+			l->svc.pcfg.identity =
+			    cl->backend->identity == IDENT_XCLIENT   ? PROTO_IDENT_XCLIENT
+			    : cl->backend->identity == IDENT_IMAP_ID ? PROTO_IDENT_IMAP_ID
+			                                             : PROTO_IDENT_NONE;
 		*tail = l;
 		tail = &l->next;
 	}

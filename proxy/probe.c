@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "buffer.h"
 #include "log.h"
+#include "proxyproto.h"
 
 #define PROBE_TIMEOUT  10.0
 #define PROBE_RETRY    30.0
@@ -23,6 +24,7 @@ struct probe {
 	struct buffer in;
 	size_t out_off;
 	int done; /* PROTO_P_DONE seen: QUIT is being written */
+	int connected;
 	struct proto_out out;
 	char caps[PROBE_CAPS_MAX];
 	char learned[PROBE_CAPS_MAX]; /* what svc->pcfg.caps points at */
@@ -148,9 +150,11 @@ io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct probe *p = w->data;
 	int err = 0;
 	(void)loop;
+	(void)revents;
 
-	if ((revents & EV_WRITE) && p->in.end == 0 && p->out.len == 0 && !p->done) {
+	if (!p->connected) {
 		/* First writability: the connect finished. */
+		p->connected = 1;
 		if (backend_connect_finish(p->fd, &err) != 0) {
 			close(p->fd);
 			p->fd = -1;
@@ -177,6 +181,33 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* A backend that expects PROXY headers expects one from us too. v2: LOCAL ("a
+ * connection of the proxy's own"). v1 has no such command that Postfix accepts
+ * ("PROXY UNKNOWN" is refused), so the probe states its own socket's addresses. */
+static void
+probe_proxy_header(struct probe *p, const struct sockaddr_any *dst)
+{
+	const struct cfg_backend *b = p->svc->cfg->backend;
+	struct proxyproto_addrs a;
+	struct proxyproto_tls t;
+
+	memset(&a, 0, sizeof(a));
+	memset(&t, 0, sizeof(t));
+	a.local = 1;
+	if (b->identity == IDENT_PROXY_V1) {
+		a.src_len = sizeof(a.src);
+		if (getsockname(p->fd, (struct sockaddr *)&a.src, &a.src_len) == 0) {
+			a.local = 0;
+			memcpy(&a.dst, &dst->ss, dst->len);
+			a.dst_len = dst->len;
+		}
+		p->out.len = proxyproto_encode_v1(&a, p->out.data, sizeof(p->out.data));
+	} else {
+		p->out.len =
+		    proxyproto_encode_v2(&a, &t, (uint8_t *)p->out.data, sizeof(p->out.data));
+	}
+}
+
 /* Connect to the next backend address and run the protocol's probe dialogue. */
 static void
 probe_begin(struct probe *p)
@@ -188,17 +219,22 @@ probe_begin(struct probe *p)
 	buffer_reset(&p->in);
 	p->out.len = p->out_off = 0;
 	p->done = 0;
+	p->connected = 0;
 	p->caps[0] = '\0';
 	proto->probe_init(p->pstate, &p->svc->pcfg);
 	while (p->addr_idx < b->naddrs) {
-		enum backend_connect r =
-		    backend_connect_start(&b->addrs[p->addr_idx++], &p->fd, &err);
+		const struct sockaddr_any *dst = &b->addrs[p->addr_idx++];
+		enum backend_connect r = backend_connect_start(dst, &p->fd, &err);
 		if (r == BACKEND_FAILED)
 			continue;
+		if (b->identity == IDENT_PROXY_V1 || b->identity == IDENT_PROXY_V2)
+			probe_proxy_header(p, dst);
 		ev_timer_stop(p->svc->loop, &p->timer);
 		ev_timer_set(&p->timer, PROBE_TIMEOUT, 0.0);
 		ev_timer_start(p->svc->loop, &p->timer);
-		ev_io_set(&p->io, p->fd, r == BACKEND_CONNECTED ? EV_READ : EV_WRITE);
+		p->connected = r == BACKEND_CONNECTED;
+		ev_io_set(&p->io, p->fd,
+		          r == BACKEND_CONNECTED && p->out.len == 0 ? EV_READ : EV_WRITE);
 		ev_io_start(p->svc->loop, &p->io);
 		return;
 	}

@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "dialogue.h"
 #include "log.h"
+#include "proxyproto.h"
 #include "relay.h"
 
 /* One TLS record of plaintext: a wolfSSL_read never needs more, and wolfSSL_write is
@@ -23,7 +24,8 @@
 #define TEMPFAIL_TIMEOUT 5.0
 
 enum session_state {
-	S_DIALOGUE, /* STARTTLS listeners: greeting and commands answered by us */
+	S_PROXY_HEADER, /* accept_proxy: reading the load balancer's PROXY header */
+	S_DIALOGUE,     /* STARTTLS listeners: greeting and commands answered by us */
 	S_HANDSHAKE,
 	S_CONNECTING,
 	S_BACKEND_DIALOGUE, /* swallow the backend greeting, replay for plaintext `may` */
@@ -33,8 +35,9 @@ enum session_state {
 	S_CLOSED,
 };
 
-static const char *const state_names[] = {"DIALOGUE", "HANDSHAKE", "CONNECTING", "BACKEND_DIALOGUE",
-                                          "RELAY",    "DRAINING",  "TEMPFAIL",   "CLOSED"};
+static const char *const state_names[] = {"PROXY_HEADER", "DIALOGUE",         "HANDSHAKE",
+                                          "CONNECTING",   "BACKEND_DIALOGUE", "RELAY",
+                                          "DRAINING",     "TEMPFAIL",         "CLOSED"};
 
 struct tls_endpoint {
 	WOLFSSL *ssl;
@@ -73,6 +76,13 @@ struct session {
 	struct session *runq_next;
 	struct session *prev, *next;      /* all sessions, for shutdown */
 	char peer[INET6_ADDRSTRLEN + 16]; /* "unknown[ip]:port", the Postfix form */
+	/* The client as everything downstream sees it: the socket peer, or what a trusted
+	 * load balancer's PROXY header said. local = where the client connected. */
+	struct sockaddr_any client_sa, local_sa;
+	char client_host[INET6_ADDRSTRLEN], local_host[INET6_ADDRSTRLEN];
+	struct proto_peer ppeer;
+	unsigned char *phdr; /* PROXY header bytes consumed so far (S_PROXY_HEADER only) */
+	size_t phdr_len;
 	/* Protocol state (proto->state_size bytes), for the whole session. */
 	_Alignas(max_align_t) unsigned char pstate[];
 };
@@ -264,6 +274,7 @@ session_close(struct session *s, const char *reason)
 	         ev_now(loop) - s->started);
 	dialogue_free(s->dlg);
 	free(s->bdlg);
+	free(s->phdr);
 	if (s->tls.ssl != NULL)
 		wolfSSL_free(s->tls.ssl);
 	if (s->cfd >= 0)
@@ -376,6 +387,20 @@ relay_start(struct session *s)
 		buffer_append(&rb->c2b.buf, buffer_data(&s->dlg->in), buffer_len(&s->dlg->in));
 		dialogue_free(s->dlg);
 		s->dlg = NULL;
+	}
+	if (s->bdlg != NULL && s->bdlg->to_client.len > 0) {
+		/* What the protocol passes on (e.g. the backend's greeting on implicit TLS after
+		 * XCLIENT/ID) goes out before anything the backend sent after it. */
+		struct buffer *b = &rb->b2c.buf;
+		size_t n = s->bdlg->to_client.len, have = buffer_len(b);
+		if (have + n > b->cap) {
+			session_close(s, "backend-error");
+			return;
+		}
+		buffer_compact(b);
+		memmove(b->data + n, b->data, have);
+		memcpy(b->data, s->bdlg->to_client.data, n);
+		b->end += n;
 	}
 	free(s->bdlg);
 	s->bdlg = NULL;
@@ -499,6 +524,8 @@ backend_dialogue_run(struct session *s)
 		io_want(s, &s->bio, s->bfd, EV_WRITE);
 		break;
 	case BDLG_DONE:
+		log_debug("%s#%llu: backend ready for %s; its last dialogue line: \"%s\"",
+		          s->svc->cfg->name, (unsigned long long)s->id, s->peer, s->bdlg->why);
 		relay_start(s);
 		break;
 	case BDLG_REFUSED:
@@ -514,14 +541,47 @@ backend_dialogue_run(struct session *s)
 	}
 }
 
+/* The PROXY header for this session: who the client is, and for v2 the TLS facts. */
+static size_t
+proxy_header(struct session *s, int version, unsigned char *out, size_t cap)
+{
+	struct proxyproto_addrs a;
+	struct proxyproto_tls t;
+	char sni[256];
+
+	memset(&a, 0, sizeof(a));
+	memset(&t, 0, sizeof(t));
+	memcpy(&a.src, &s->client_sa.ss, s->client_sa.len);
+	a.src_len = s->client_sa.len;
+	memcpy(&a.dst, &s->local_sa.ss, s->local_sa.len);
+	a.dst_len = s->local_sa.len;
+	if (version == 1)
+		return proxyproto_encode_v1(&a, (char *)out, cap);
+	if (s->tls_done && !s->plaintext) {
+		t.used = 1;
+		t.version = wolfSSL_get_version(s->tls.ssl);
+		t.cipher = tls_cipher_name(s->tls.ssl);
+		t.sni = tls_sni(s->tls.ssl, sni, sizeof(sni));
+	}
+	return proxyproto_encode_v2(&a, &t, out, cap);
+}
+
 static void
 backend_connected(struct session *s)
 {
+	const struct cfg_listener *c = s->svc->cfg;
+	enum client_identity id = c->backend->identity;
+	/* The protocol's backend dialogue: always after STARTTLS or a plaintext handover
+	 * (the greeting must be swallowed), and on implicit TLS when the protocol itself
+	 * carries the identity (XCLIENT, IMAP ID). */
+	int dialogue = c->tls != TLS_MODE_IMPLICIT || id == IDENT_XCLIENT || id == IDENT_IMAP_ID;
+	int header = id == IDENT_PROXY_V1 || id == IDENT_PROXY_V2;
+
 	if (relay_alloc(s) != 0) {
 		session_close(s, "out-of-memory");
 		return;
 	}
-	if (s->svc->cfg->tls == TLS_MODE_IMPLICIT) {
+	if (!dialogue && !header) {
 		/* Wrapper mode: the backend's own greeting goes to the client byte-exact. */
 		relay_start(s);
 		return;
@@ -531,12 +591,23 @@ backend_connected(struct session *s)
 		session_close(s, "out-of-memory");
 		return;
 	}
-	s->bdlg->proto = s->svc->cfg->proto;
+	s->ppeer.tls = s->tls_done && !s->plaintext;
+	s->bdlg->proto = dialogue ? c->proto : NULL;
 	s->bdlg->cfg = &s->svc->pcfg;
+	s->bdlg->peer = &s->ppeer;
 	s->bdlg->state = s->pstate;
 	s->bdlg->in = &s->relay->b2c.buf;
+	if (header) {
+		/* First, and in one write: the backend reads it before anything else. */
+		s->bdlg->out.len =
+		    proxy_header(s, id == IDENT_PROXY_V1 ? 1 : 2,
+		                 (unsigned char *)s->bdlg->out.data, sizeof(s->bdlg->out.data));
+		log_debug("%s#%llu: PROXY v%d header for %s (%zu bytes)", c->name,
+		          (unsigned long long)s->id, id == IDENT_PROXY_V1 ? 1 : 2, s->peer,
+		          s->bdlg->out.len);
+	}
 	session_enter(s, S_BACKEND_DIALOGUE);
-	timer_set(s, s->svc->cfg->backend->connect_timeout);
+	timer_set(s, c->backend->connect_timeout);
 	backend_dialogue_run(s);
 }
 
@@ -713,12 +784,18 @@ dialogue_run(struct session *s)
 
 /* --- watchers --- */
 
+static void proxy_header_step(struct session *s);
+static void proxy_refused(struct session *s, const char *why);
+
 static void
 client_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *s = w->data;
 
 	switch (s->state) {
+	case S_PROXY_HEADER:
+		proxy_header_step(s);
+		break;
 	case S_DIALOGUE:
 		dialogue_run(s);
 		break;
@@ -767,16 +844,18 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 
 	switch (s->state) {
+	case S_PROXY_HEADER:
+		proxy_refused(s, "no complete header within proxy_timeout");
+		break;
 	case S_DIALOGUE: {
 		char reply[256];
 		snprintf(reply, sizeof(reply), s->svc->cfg->proto->timeout_reply,
 		         s->svc->pcfg.hostname);
 		dialogue_say_and_flush(s->dlg, s->cfd, reply);
-	}
 		log_info("%s#%llu: pre-TLS dialogue with %s timed out", s->svc->cfg->name,
 		         (unsigned long long)s->id, s->peer);
 		session_close(s, "dialogue-timeout");
-		break;
+	} break;
 	case S_HANDSHAKE:
 		s->svc->stats->handshake_failures++;
 		log_info("%s#%llu: SSL_accept error from %s: handshake timeout", s->svc->cfg->name,
@@ -809,41 +888,31 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-void
-session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
+/* Who the client is, for logs and for the backend. */
+static void
+set_client(struct session *s, const struct sockaddr_any *sa)
 {
-	const struct protocol *p = svc->cfg->proto;
-	struct session *s = calloc(1, sizeof(*s) + p->state_size);
-	int one = 1;
+	s->client_sa = *sa;
+	s->ppeer.port = config_addr_split(sa, s->client_host, sizeof(s->client_host));
+	s->ppeer.addr = s->client_host;
+	/* Postfix's form; "unknown" because mailedge never does reverse DNS. */
+	snprintf(s->peer, sizeof(s->peer), "unknown[%s]:%u", s->client_host, s->ppeer.port);
+}
 
-	if (s == NULL) {
-		close(fd);
-		return;
-	}
-	s->svc = svc;
-	s->id = ++svc->next_id;
-	s->cfd = fd;
-	s->bfd = -1;
-	s->client_plain.fd = fd;
-	s->state = svc->cfg->tls == TLS_MODE_IMPLICIT ? S_HANDSHAKE : S_DIALOGUE;
-	s->started = ev_now(svc->loop);
-	{
-		char host[INET6_ADDRSTRLEN];
-		unsigned port = config_addr_split(peer, host, sizeof(host));
-		/* Postfix's form; "unknown" because mailedge never does reverse DNS. */
-		snprintf(s->peer, sizeof(s->peer), "unknown[%s]:%u", host, port);
-	}
-	ev_io_init(&s->cio, client_cb, fd, EV_READ);
-	ev_io_init(&s->bio, backend_cb, -1, EV_READ);
-	ev_timer_init(&s->timer, timer_cb, 1.0, 0.0);
-	s->cio.data = s->bio.data = s->timer.data = s;
-	svc->stats->active++;
-	svc->stats->accepted++;
-	s->next = all_sessions;
-	if (all_sessions)
-		all_sessions->prev = s;
-	all_sessions = s;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+static void
+set_local(struct session *s, const struct sockaddr_any *sa)
+{
+	s->local_sa = *sa;
+	s->ppeer.local_port = config_addr_split(sa, s->local_host, sizeof(s->local_host));
+	s->ppeer.local_addr = s->local_host;
+}
+
+/* After accept, or after a load balancer's PROXY header: the protocol's start. */
+static void
+session_begin(struct session *s)
+{
+	struct service *svc = s->svc;
+	const struct protocol *p = svc->cfg->proto;
 
 	if (svc->cfg->tls == TLS_MODE_IMPLICIT) {
 		p->init(s->pstate, &svc->pcfg, 1);
@@ -856,9 +925,133 @@ session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 		session_close(s, "out-of-memory");
 		return;
 	}
+	session_enter(s, S_DIALOGUE);
 	dialogue_greet(s->dlg);
 	timer_set(s, svc->cfg->dialogue_timeout);
 	dialogue_run(s);
+}
+
+static void
+proxy_refused(struct session *s, const char *why)
+{
+	log_warn("%s#%llu: PROXY header from %s refused: %s", s->svc->cfg->name,
+	         (unsigned long long)s->id, s->peer, why);
+	session_close(s, "proxy-header-refused");
+}
+
+/* Read the load balancer's header without reading past it: what follows belongs to the
+ * TLS handshake or the mail dialogue. Peek, decode, then consume exactly. */
+static void
+proxy_header_step(struct session *s)
+{
+	unsigned char peek[PROXYPROTO_MAX_HEADER];
+	struct proxyproto_addrs a;
+	ssize_t n;
+	int r;
+
+	memcpy(peek, s->phdr, s->phdr_len);
+	n = recv(s->cfd, peek + s->phdr_len, sizeof(peek) - s->phdr_len, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		io_want(s, &s->cio, s->cfd, EV_READ);
+		return;
+	}
+	if (n <= 0) {
+		proxy_refused(s, n == 0 ? "connection closed before a complete header"
+		                        : strerror(errno));
+		return;
+	}
+	r = proxyproto_decode(peek, s->phdr_len + (size_t)n, &a);
+	if (r == PROXYPROTO_NEED_MORE) {
+		/* Everything peeked is header: consume it so the socket does not stay readable. */
+		if (s->phdr_len + (size_t)n >= PROXYPROTO_MAX_HEADER) {
+			proxy_refused(s, proxyproto_strerror(PROXYPROTO_OVERSIZED));
+			return;
+		}
+		if (read(s->cfd, s->phdr + s->phdr_len, (size_t)n) != n) {
+			proxy_refused(s, "read failed");
+			return;
+		}
+		s->phdr_len += (size_t)n;
+		io_want(s, &s->cio, s->cfd, EV_READ);
+		return;
+	}
+	if (r < 0) {
+		proxy_refused(s, proxyproto_strerror(r));
+		return;
+	}
+	if (read(s->cfd, peek, (size_t)r - s->phdr_len) != (ssize_t)((size_t)r - s->phdr_len)) {
+		proxy_refused(s, "read failed");
+		return;
+	}
+	free(s->phdr);
+	s->phdr = NULL;
+	io_want(s, &s->cio, s->cfd, 0);
+	if (!a.local) {
+		/* From now on the load balancer's client is the client, everywhere. */
+		char was[sizeof(s->peer)];
+		struct sockaddr_any src = {.len = a.src_len}, dst = {.len = a.dst_len};
+		memcpy(&src.ss, &a.src, a.src_len);
+		memcpy(&dst.ss, &a.dst, a.dst_len);
+		memcpy(was, s->peer, sizeof(was));
+		set_client(s, &src);
+		set_local(s, &dst);
+		log_info("%s#%llu: client %s via load balancer %s", s->svc->cfg->name,
+		         (unsigned long long)s->id, s->peer, was);
+	}
+	session_begin(s);
+}
+
+void
+session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
+{
+	const struct protocol *p = svc->cfg->proto;
+	struct session *s = calloc(1, sizeof(*s) + p->state_size);
+	struct sockaddr_any local;
+	int one = 1;
+
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->svc = svc;
+	s->id = ++svc->next_id;
+	s->cfd = fd;
+	s->bfd = -1;
+	s->client_plain.fd = fd;
+	s->state = S_PROXY_HEADER;
+	s->started = ev_now(svc->loop);
+	set_client(s, peer);
+	local.len = sizeof(local.ss);
+	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) != 0)
+		local = svc->cfg->listen;
+	set_local(s, &local);
+	ev_io_init(&s->cio, client_cb, fd, EV_READ);
+	ev_io_init(&s->bio, backend_cb, -1, EV_READ);
+	ev_timer_init(&s->timer, timer_cb, 1.0, 0.0);
+	s->cio.data = s->bio.data = s->timer.data = s;
+	svc->stats->active++;
+	svc->stats->accepted++;
+	s->next = all_sessions;
+	if (all_sessions)
+		all_sessions->prev = s;
+	all_sessions = s;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	if (svc->cfg->nproxy_nets > 0) {
+		if (!config_net_match(svc->cfg->proxy_nets, svc->cfg->nproxy_nets, peer)) {
+			proxy_refused(s, "peer is not in accept_proxy");
+			return;
+		}
+		s->phdr = malloc(PROXYPROTO_MAX_HEADER);
+		if (s->phdr == NULL) {
+			session_close(s, "out-of-memory");
+			return;
+		}
+		timer_set(s, svc->cfg->proxy_timeout);
+		proxy_header_step(s);
+		return;
+	}
+	session_begin(s);
 }
 
 void

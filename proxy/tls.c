@@ -399,6 +399,14 @@ tls_ctx_new(const struct cfg_listener *l, tls_report_fn report, void *arg)
 	if (l->cert != NULL)
 		bad += load_cert_and_key(ctx, l, report, arg) != 0;
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+	/* Parse the client's SNI (for PROXY v2's AUTHORITY and logs) without refusing names
+	 * that differ from ours: one certificate serves every name here. */
+	if (l->hostname != NULL &&
+	    wolfSSL_CTX_UseSNI(ctx, WOLFSSL_SNI_HOST_NAME, l->hostname,
+	                       (unsigned short)strlen(l->hostname)) == WOLFSSL_SUCCESS)
+		wolfSSL_CTX_SNI_SetOptions(ctx, WOLFSSL_SNI_HOST_NAME,
+		                           WOLFSSL_SNI_CONTINUE_ON_MISMATCH |
+		                               WOLFSSL_SNI_ANSWER_ON_MISMATCH);
 	if (bad) {
 		wolfSSL_CTX_free(ctx);
 		return NULL;
@@ -485,24 +493,52 @@ tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len)
 	snprintf(buf, len, "%s (wolfSSL error %d)", tls_error_reason(err), err);
 }
 
-void
-tls_describe(WOLFSSL *ssl, char *buf, size_t len)
+const char *
+tls_cipher_name(WOLFSSL *ssl)
 {
 	WOLFSSL_CIPHER *c = wolfSSL_get_current_cipher(ssl);
-	int alg = 0, bits = c ? wolfSSL_CIPHER_get_bits(c, &alg) : 0;
 	const char *name = c ? wolfSSL_CIPHER_get_name(c) : NULL;
 	int suite = wolfSSL_get_current_cipher_suite(ssl);
 
-	/* Postfix (OpenSSL) logs TLS 1.3 suites by their IANA names and TLS 1.2 suites by
-	 * their OpenSSL names; wolfSSL's internal TLS 1.3 names ("TLS13-...") differ. */
+	/* wolfSSL's internal TLS 1.3 names ("TLS13-...") differ from what OpenSSL and
+	 * Postfix print; TLS 1.2 names are the OpenSSL ones already. */
 	if (name == NULL || strncmp(name, "TLS13-", 6) == 0) {
 		const char *iana = wolfSSL_get_cipher_name_iana_from_suite(
 		    (unsigned char)(suite >> 8), (unsigned char)suite);
 		if (iana != NULL)
 			name = iana;
 	}
+	return name != NULL ? name : "unknown";
+}
+
+const char *
+tls_sni(WOLFSSL *ssl, char *buf, size_t len)
+{
+	void *data = NULL;
+	unsigned short n = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &data);
+	size_t o = 0;
+
+	if (n == 0 || data == NULL || len == 0)
+		return NULL;
+	/* Client-supplied: keep host-name characters only before it goes anywhere. */
+	for (unsigned short i = 0; i < n && o + 1 < len; i++) {
+		char ch = ((const char *)data)[i];
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')
+			buf[o++] = ch;
+	}
+	buf[o] = '\0';
+	return o > 0 ? buf : NULL;
+}
+
+void
+tls_describe(WOLFSSL *ssl, char *buf, size_t len)
+{
+	WOLFSSL_CIPHER *c = wolfSSL_get_current_cipher(ssl);
+	int alg = 0, bits = c ? wolfSSL_CIPHER_get_bits(c, &alg) : 0;
+
 	snprintf(buf, len, "%s with cipher %s (%d/%d bits)", wolfSSL_get_version(ssl),
-	         name ? name : "unknown", bits, alg > 0 ? alg : bits);
+	         tls_cipher_name(ssl), bits, alg > 0 ? alg : bits);
 }
 
 /* Appends to a NUL-terminated string in buf[size], truncating. */

@@ -37,6 +37,12 @@ const char *tls_error_reason(int err);
  * client that rejected our certificate), else the mapped error, with wolfSSL's code. */
 void tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len);
 
+/* The negotiated suite as operators know it: IANA name for TLS 1.3, OpenSSL name for
+ * TLS 1.2 (what Postfix logs). */
+const char *tls_cipher_name(WOLFSSL *ssl);
+/* The server name the client asked for (SNI), sanitised to [A-Za-z0-9.-], or NULL. */
+const char *tls_sni(WOLFSSL *ssl, char *buf, size_t len);
+
 /* "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" */
 void tls_describe(WOLFSSL *ssl, char *buf, size_t len);
 

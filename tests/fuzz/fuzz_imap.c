@@ -3,11 +3,14 @@
  * Input: 4 header bytes, then data.
  *   byte 0: bit 0 level (encrypt), bit 1 implicit TLS, bit 2 relay under TLS,
  *           bit 3 command-stream mode, bits 4-5 capability list, bits 6-7 buffer size
- *   bytes 1-3: seed for chunk sizes, `full` and draining
+ *   bytes 1-3: seed for chunk sizes, `full` and draining; bit 7 of byte 1 also turns on
+ *           the identity (IMAP ID) for the backend dialogue
  * Default mode: the data is a pre-TLS dialogue, a backend dialogue, a probe transcript
  * and both relay streams (split by the seed), fed in random chunks through a simulation
- * of the core's buffers. Command-stream mode: each data byte picks a command line; the
- * client filter must never forward a STARTTLS and must answer each one exactly once.
+ * of the core's buffers. After a backend dialogue that ends in DONE, the relay goes on
+ * with its state and what it passed to the client goes first in the backend stream. Command-stream
+ * mode: each data byte picks a command line; the client filter must never forward a STARTTLS and
+ * must answer each one exactly once.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -188,26 +191,129 @@ dialogue(const struct proto_config *cfg, const uint8_t *data, size_t size)
 	}
 }
 
-static void
+/* Is o one well-formed "mailedge1 ID (...)" line: quoted strings in pairs, escapes only
+ * for '"' and '\', nothing that could end the line or the string early? */
+HARNESS static int
+id_line_ok(const struct proto_out *o)
+{
+	static const char head[] = "mailedge1 ID (";
+	size_t i = sizeof(head) - 1, strings = 0;
+	const char *p = o->data;
+
+	if (o->len < i + 3 || memcmp(p, head, i) != 0 || memcmp(p + o->len - 3, ")\r\n", 3) != 0)
+		return 0;
+	while (i < o->len - 3) {
+		if (strings > 0 && p[i++] != ' ')
+			return 0;
+		if (p[i++] != '"')
+			return 0;
+		while (i < o->len - 3 && p[i] != '"') {
+			if (p[i] == '\\' && (p[i + 1] == '"' || p[i + 1] == '\\'))
+				i++;
+			else if (p[i] == '\\' || p[i] < 0x20 || p[i] >= 0x7f)
+				return 0;
+			i++;
+		}
+		if (i >= o->len - 3)
+			return 0;
+		i++;
+		strings++;
+	}
+	return strings > 0 && strings % 2 == 0 && strings <= 8;
+}
+
+static char peer_addr[320];
+static struct proto_out to_client;
+
+/* The core's backend dialogue; returns the last step. The state stays as the core leaves
+ * it for the relay. Half the time a real greeting comes first, so that the data is the
+ * answer to ID (seeds rarely start with one), and then, half the time, our tagged
+ * answer after it. */
+static enum proto_bstep
 backend_dialogue(const struct proto_config *cfg, const uint8_t *data, size_t size, int tls)
 {
 	static struct proto_out out;
-	size_t i = 0, n;
+	static const struct proto_peer peers[] = {
+	    {"203.0.113.7", 52114, "192.0.2.1", 143, 1},
+	    {"2001:db8::7", 40001, "2001:db8::1", 993, 1},
+	    {NULL, 0, NULL, 0, 0},
+	};
+	static const char *const greetings[] = {
+	    "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS "
+	    "AUTH=PLAIN] Dovecot (Debian) ready.\r\n",
+	    "* OK ready\n",
+	};
+	static const char *const answers[] = {
+	    "mailedge1 OK ID completed.\r\n",
+	    "mailedge1 NO x\r\n",
+	    "mailedge1 BAD Error in IMAP command ID: Unknown command.\n",
+	    "* BYE Input buffer full, aborting\r\n",
+	};
+	static uint8_t buf[4096 + 256];
+	struct proto_peer fuzzed = {peer_addr, 65535, "192.0.2.1", 0, 1};
+	const struct proto_peer *peer;
+	size_t i = 0, n, k, greet = 0, greetlen = 0;
 	const uint8_t *lf;
-	enum proto_bstep b;
+	enum proto_bstep b = PROTO_B_MORE;
+	int sent = 0, greeted = 0;
 
+	/* a peer address made of the input: quoting must hold whatever it is */
+	k = size < sizeof(peer_addr) - 1 ? size : sizeof(peer_addr) - 1;
+	k = rnd((uint32_t)k + 1);
+	memcpy(peer_addr, data, k);
+	peer_addr[k] = '\0';
+	k = rnd(4);
+	peer = k < 3 ? &peers[k] : &fuzzed;
+	if (k == 2 && rnd(2))
+		peer = NULL;
+
+	if (rnd(2) && size <= sizeof(buf) - 256) {
+		const char *g = greetings[rnd(2)], *a = rnd(2) ? answers[rnd(4)] : "";
+
+		memcpy(buf, g, strlen(g));
+		memcpy(buf + strlen(g), data, size);
+		memcpy(buf + strlen(g) + size, a, strlen(a));
+		data = buf;
+		size += strlen(g) + strlen(a);
+	}
 	P->init(st, cfg, tls);
+	to_client.len = 0;
 	while (i < size) {
 		lf = memchr(data + i, '\n', size - i);
 		n = lf ? (size_t)(lf - (data + i)) + 1 : size - i;
+		if (n > 4096)
+			return PROTO_B_FAIL; /* the core's BACKEND_LINE_MAX */
 		out.len = 0;
-		b = P->backend_line(st, cfg, (const char *)data + i, n, &out);
+		b = P->backend_line(st, cfg, peer, (const char *)data + i, n, &out, &to_client);
 		check_out(&out);
+		check_out(&to_client);
 		CHECK(b >= PROTO_B_MORE && b <= PROTO_B_FAIL);
+		if (out.len > 0) {
+			/* one ID, right after the greeting, only with the identity on */
+			CHECK(cfg->identity == PROTO_IDENT_IMAP_ID && !sent && !greeted);
+			CHECK(b == PROTO_B_SEND && id_line_ok(&out));
+			sent = 1;
+		}
+		if (!greeted && b != PROTO_B_MORE) {
+			greeted = 1;
+			greet = i;
+			greetlen = n;
+		}
 		if (b == PROTO_B_DONE || b == PROTO_B_FAIL)
-			return;
+			break;
 		i += n;
 	}
+	/* the client gets the backend's greeting, byte for byte, on implicit listeners
+	 * only, and never a byte of the answer to ID */
+	if (b == PROTO_B_DONE && cfg->implicit_tls) {
+		CHECK(to_client.len >= greetlen &&
+		      memcmp(to_client.data, data + greet, greetlen) == 0);
+		CHECK(to_client.len == greetlen ||
+		      (to_client.len == greetlen + 2 && data[greet + greetlen - 1] != '\n' &&
+		       memcmp(to_client.data + greetlen, "\r\n", 2) == 0));
+	} else if (b == PROTO_B_DONE)
+		CHECK(to_client.len == 0);
+	return b;
 }
 
 static void
@@ -338,7 +444,9 @@ command_stream(const struct proto_config *cfg, int tls, const uint8_t *data, siz
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct proto_config cfg = {PROTO_LEVEL_MAY, 0, "mail.example.test", NULL, NULL};
+	struct proto_config cfg = {PROTO_LEVEL_MAY, 0, "mail.example.test", NULL, NULL,
+	                           PROTO_IDENT_NONE};
+	static uint8_t bstream[BUF_MAX * 2];
 	static const size_t sizes[] = {256, 512, 2048, BUF_MAX};
 	const uint8_t *in[2];
 	size_t n[2], split;
@@ -351,6 +459,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.caps = caps_choice[(data[0] >> 4) & 3];
 	tls = cfg.implicit_tls || ((data[0] >> 2) & 1);
 	bufsz = sizes[data[0] >> 6];
+	cfg.identity = data[1] & 0x80 ? PROTO_IDENT_IMAP_ID : PROTO_IDENT_NONE;
 	rng = ((uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3]) | 1;
 	data += 4;
 	size -= 4;
@@ -359,14 +468,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	dialogue(&cfg, data, size);
-	backend_dialogue(&cfg, data, size, tls);
 	probe(&cfg, data, size);
-	P->init(st, &cfg, tls);
 	split = size ? rnd((uint32_t)size + 1) : 0;
 	in[0] = data;
 	n[0] = split;
 	in[1] = data + split;
 	n[1] = size - split;
+	/* as the core: the relay starts where the backend dialogue left the state, and what
+	 * it passed on reaches the client through the backend filter first */
+	if (backend_dialogue(&cfg, data, size, tls) == PROTO_B_DONE &&
+	    to_client.len + n[1] <= sizeof(bstream)) {
+		memcpy(bstream, to_client.data, to_client.len);
+		memcpy(bstream + to_client.len, in[1], n[1]);
+		in[1] = bstream;
+		n[1] += to_client.len;
+	} else
+		P->init(st, &cfg, tls);
 	relay(&cfg, in, n);
 	return 0;
 }

@@ -1,17 +1,24 @@
 /* libFuzzer target for protocols/pop3.c.
  *
  * Input: byte 0 picks the mode (bit 0 level, bit 1 implicit TLS, bit 2 tls, bit 3
- * command-stream model), bytes 1..3 seed the chunking PRNG, the rest is the payload.
+ * command-stream model, bit 4 identity XCLIENT, bits 5-6 the client's address), bytes
+ * 1..3 seed the chunking PRNG, the rest is the payload.
  *
- *  - dialogue: the payload as client lines (max_line enforced as the core does);
- *  - backend dialogue and probe: the payload as backend lines;
+ *  - dialogue: the payload as client lines (max_line enforced as the core does); no
+ *    STLS/XCLIENT/XOIP, as ours or Dovecot's parser reads it, is ever handed over;
+ *  - backend dialogue and probe: the payload as backend lines; with identity on, the
+ *    XCLIENT line sent is exact, the answer is never shown, the implicit greeting is;
  *  - raw relay: payload split into a client and a backend stream, both filters driven
  *    through a simulated relay buffer (write backlog, random reads, random `full`);
  *  - model relay (bit 3): the payload picks commands from a table with known replies;
  *    a causal backend answers each line it received. Exact output is checked in both
- *    directions: no STLS line ever reaches the backend, its refusal sits exactly where
- *    the backend's reply would have been, and nothing deadlocks.
+ *    directions: no STLS/XCLIENT/XOIP line ever reaches the backend, its refusal sits
+ *    exactly where the backend's reply would have been, and nothing deadlocks. With
+ *    identity on, the backend dialogue (XCLIENT, Dovecot's answer) runs first, and on
+ *    implicit listeners its greeting leads the backend stream, [XCLIENT] removed.
  */
+#include <ctype.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +72,73 @@ first_word_is(const char *s, size_t n, const char *w)
 	       (n - i == wl || strchr(" \t\r\n", s[i + wl]) != NULL || s[i + wl] == '\0');
 }
 
+/* Dovecot 2.3.19 pop3-login's reading of a command name (client_read_cmd_name): CRs
+ * skipped, ends at SP, LF, NUL or after 8 bytes, upper-cased. */
+HARNESS static int
+dovecot_cmd_is(const char *s, size_t n, const char *verb)
+{
+	char cmd[9];
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '\r')
+			continue;
+		if (s[i] == ' ' || s[i] == '\n' || s[i] == '\0' || i >= 8)
+			break;
+		cmd[k++] = (char)toupper((unsigned char)s[i]);
+	}
+	return k == strlen(verb) && memcmp(cmd, verb, k) == 0;
+}
+
+/* A line that must never reach the backend, by either reading. */
+HARNESS static int
+never_line(const char *s, size_t n)
+{
+	static const char *const verbs[] = {"STLS", "XCLIENT", "XOIP"};
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		if (first_word_is(s, n, verbs[i]) || dovecot_cmd_is(s, n, verbs[i]))
+			return 1;
+	return 0;
+}
+
+/* The client's address, as the core would give it, or one it must never give. */
+static const struct proto_peer peers[4] = {
+    {"203.0.113.7", 52114, "192.0.2.1", 995, 1},
+    {"2001:db8::7", 40001, "2001:db8::1", 110, 1},
+    {"192.0.2.55", 0, "192.0.2.1", 110, 0},
+    {"192.0.2.55\r\nUSER x", 1, "", 1, 1},
+};
+static const struct proto_peer *peer;
+static int peer_ok;
+
+HARNESS static size_t
+xclient_line(char *buf, size_t size)
+{
+	int n = peer->port
+	            ? snprintf(buf, size, "XCLIENT ADDR=%s PORT=%u\r\n", peer->addr, peer->port)
+	            : snprintf(buf, size, "XCLIENT ADDR=%s\r\n", peer->addr);
+
+	check(n > 0 && (size_t)n < size);
+	return (size_t)n;
+}
+
+/* Dovecot's answer to XCLIENT from outside login_trusted_networks. */
+HARNESS static int
+untrusted(const char *s, size_t n)
+{
+	static const char t[] = "+OK You are not from trusted IP";
+
+	return n >= sizeof(t) - 1 && strncasecmp(s, t, sizeof(t) - 1) == 0;
+}
+
+HARNESS static int
+out_is(const struct proto_out *o, const char *s, size_t n)
+{
+	return o->len == n && memcmp(o->data, s, n) == 0;
+}
+
 HARNESS static void
 dialogue(const struct proto_config *cfg, const uint8_t *d, size_t n)
 {
@@ -89,6 +163,7 @@ dialogue(const struct proto_config *cfg, const uint8_t *d, size_t n)
 		i += len;
 		if (a == PROTO_BACKEND) {
 			check(out.len == 0);
+			check(!never_line((const char *)d + i - len, len));
 			return;
 		}
 		if (a == PROTO_CLOSE)
@@ -125,25 +200,56 @@ offer(const struct proto_config *cfg, const char *caps)
 HARNESS static void
 backend_and_probe(const struct proto_config *cfg, const uint8_t *d, size_t n)
 {
-	static struct proto_out out;
-	static char caps[512];
-	size_t i = 0, capslen = 1 + rnd(sizeof(caps));
-	int probe_done = 0, b_done = 0;
+	static struct proto_out out, tb, tc;
+	static char caps[512], xc[128];
+	size_t i = 0, capslen = 1 + rnd(sizeof(caps)), nb = 0, xl = xclient_line(xc, sizeof(xc));
+	int probe_done = 0, b_done = 0, xclient = cfg->identity == PROTO_IDENT_XCLIENT;
 	enum proto_bstep b;
 	enum proto_probe p;
 
 	P->init(&st, cfg, 1);
 	P->probe_init(&pst, cfg);
+	tc.len = 0;
 	while (i < n) {
 		const uint8_t *nl = memchr(d + i, '\n', n - i);
 		size_t len = nl != NULL ? (size_t)(nl - (d + i)) + 1 : n - i;
 		const char *line = (const char *)d + i;
+		int ok = len >= 3 && strncasecmp(line, "+OK", 3) == 0;
 
 		if (!b_done) {
-			out.len = 0;
-			b = P->backend_line(&st, cfg, line, len, &out);
-			check(b <= PROTO_B_FAIL && out.len <= PROTO_OUT_MAX);
+			size_t tcl = tc.len;
+
+			tb.len = 0;
+			b = P->backend_line(&st, cfg, peer, line, len, &tb, &tc);
+			check(b <= PROTO_B_FAIL && tb.len <= PROTO_OUT_MAX &&
+			      tc.len <= PROTO_OUT_MAX);
+			if (nb == 0) {
+				/* The greeting: +OK or nothing; the client gets it on implicit
+				 * listeners, byte-exact, and nothing else ever. */
+				check(ok || b == PROTO_B_FAIL);
+				check(ok && cfg->implicit_tls ? out_is(&tc, line, len)
+				                              : tc.len == 0);
+				if (ok && xclient)
+					check(peer_ok ? b == PROTO_B_SEND && out_is(&tb, xc, xl)
+					              : b == PROTO_B_FAIL && tb.len == 0);
+				else
+					check(tb.len == 0 &&
+					      (b == PROTO_B_DONE || b == PROTO_B_FAIL));
+			} else {
+				/* The answer to XCLIENT: decides, is never shown, sends nothing. */
+				check(tb.len == 0 && tc.len == tcl);
+				check(b ==
+				      (ok && !untrusted(line, len) ? PROTO_B_DONE : PROTO_B_FAIL));
+			}
+			nb++;
 			b_done = b == PROTO_B_DONE || b == PROTO_B_FAIL;
+			if (b_done) {
+				/* A stray call after the decision is refused. */
+				tb.len = 0;
+				check(P->backend_line(&st, cfg, peer, "+OK\r\n", 5, &tb, &tc) ==
+				      PROTO_B_FAIL);
+				check(tb.len == 0);
+			}
 		}
 		if (!probe_done) {
 			out.len = 0;
@@ -237,10 +343,11 @@ relay_raw(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 	c.size = 8 + rnd(BUFMAX - 7);
 	b.size = 8 + rnd(BUFMAX - 7);
 	P->init(&st, cfg, tls);
-	if (!cfg->implicit_tls && rnd(2)) {
-		static struct proto_out out;
-		out.len = 0;
-		P->backend_line(&st, cfg, "+OK\r\n", 5, &out);
+	if ((!cfg->implicit_tls || cfg->identity != PROTO_IDENT_NONE) && rnd(2)) {
+		static struct proto_out tb, tc;
+		tb.len = tc.len = 0;
+		if (P->backend_line(&st, cfg, peer, "+OK\r\n", 5, &tb, &tc) == PROTO_B_SEND)
+			P->backend_line(&st, cfg, peer, "+OK Updated\r\n", 13, &tb, &tc);
 	}
 	for (i = 0; i < 20000 && idle < 8; i++) {
 		int p = 0;
@@ -260,7 +367,7 @@ relay_raw(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 struct cmd {
 	const char *line;  /* without line ending */
 	const char *reply; /* backend's reply; NULL: refused, never reaches the backend */
-	const char *want;  /* what the client gets; NULL: same as reply */
+	const char *want;  /* what the client gets; NULL: the reply, or the STLS refusal */
 };
 
 static const struct cmd cmds[] = {
@@ -289,6 +396,16 @@ static const struct cmd cmds[] = {
     {"AUTH", "+OK\r\nPLAIN\r\n-ERR\r\n.\r\n", NULL},
     {"USER alice", "+OK\r\n", NULL},
     {"PASS secret", "-ERR [AUTH] Authentication failed.\r\n", NULL},
+    {"XCLIENT ADDR=198.51.100.66 PORT=1", NULL, "-ERR Unknown command.\r\n"},
+    {"xoip 198.51.100.66", NULL, "-ERR Unknown command.\r\n"},
+    {"XC\rLIENT ADDR=198.51.100.66", NULL, "-ERR Unknown command.\r\n"},
+    {" XClient\tADDR=198.51.100.66", NULL, "-ERR Unknown command.\r\n"},
+    {"X\rOIP 198.51.100.66", NULL, "-ERR Unknown command.\r\n"},
+    {"XCLIENT", NULL, "-ERR Unknown command.\r\n"},
+    {"XCLIEN\rTZ ADDR=198.51.100.66", NULL, "-ERR Unknown command.\r\n"},
+    {"XCLIENTS", "-ERR Unknown command.\r\n", NULL},
+    {"XC\r\rLIENT ADDR=198.51.100.66", "-ERR Unknown command.\r\n", NULL},
+    {"XOIPX", "-ERR Unknown command.\r\n", NULL},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -309,7 +426,9 @@ relay_model(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 	static char cout[OUTMAX], bout[OUTMAX];
 	static size_t rel[MODEL_MAX + 1];
 	static struct dir c, b;
-	size_t i, cl = 0, bl = 0, wc = 0, wb = 0, nrel = 0, lines = 0, seen = 0, j;
+	static struct proto_out tb, tc;
+	const char *greet;
+	size_t i, cl = 0, bl = 0, wc = 0, wb = 0, nrel = 0, lines = 0, seen = 0, j, gl;
 	int k, idle = 0;
 
 	if (n > MODEL_MAX)
@@ -319,7 +438,9 @@ relay_model(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 		const struct cmd *m = &cmds[d[i] % NCMDS];
 		const char *eol = d[i] & 0x80 ? "\n" : "\r\n";
 		size_t ll = strlen(m->line), el = strlen(eol);
-		const char *got = m->reply == NULL ? refusal(tls) : m->want ? m->want : m->reply;
+		const char *got = m->want != NULL    ? m->want
+		                  : m->reply != NULL ? m->reply
+		                                     : refusal(tls);
 
 		memcpy(csrc + cl, m->line, ll);
 		memcpy(csrc + cl + ll, eol, el);
@@ -347,17 +468,39 @@ relay_model(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 	c.size = 64 + rnd(BUFMAX - 63);
 	b.size = 96 + rnd(BUFMAX - 95);
 	P->init(&st, cfg, tls);
-	if (!cfg->implicit_tls) {
-		static struct proto_out out;
-		out.len = 0;
-		check(P->backend_line(&st, cfg, "+OK hi\r\n", 8, &out) == PROTO_B_DONE);
-	} else {
-		/* The implicit greeting goes first in the backend stream and to the client. */
-		memmove(bsrc + 8, bsrc, bl);
-		memcpy(bsrc, "+OK hi\r\n", 8);
-		b.srclen = bl += 8;
+	/* Dovecot's greeting to a trusted peer carries [XCLIENT]; the client never sees it. */
+	greet = rnd(2) ? "+OK [XCLIENT] hi\r\n" : "+OK hi\r\n";
+	gl = strlen(greet);
+	tc.len = 0;
+	if (cfg->identity == PROTO_IDENT_XCLIENT) {
+		char xc[128];
+		size_t xl = xclient_line(xc, sizeof(xc));
+
+		tb.len = 0;
+		if (!peer_ok) {
+			check(P->backend_line(&st, cfg, peer, greet, gl, &tb, &tc) == PROTO_B_FAIL);
+			check(tb.len == 0);
+			return;
+		}
+		check(P->backend_line(&st, cfg, peer, greet, gl, &tb, &tc) == PROTO_B_SEND);
+		check(out_is(&tb, xc, xl));
+		tb.len = 0;
+		check(P->backend_line(&st, cfg, peer, "+OK Updated\r\n", 13, &tb, &tc) ==
+		      PROTO_B_DONE);
+		check(tb.len == 0);
+	} else if (!cfg->implicit_tls)
+		check(P->backend_line(&st, cfg, peer, greet, gl, &tb, &tc) == PROTO_B_DONE);
+	else
+		proto_out_add(&tc, greet, gl); /* no backend dialogue: the stream brings it */
+	check(cfg->implicit_tls ? out_is(&tc, greet, gl) : tc.len == 0);
+	if (cfg->implicit_tls) {
+		/* The greeting goes first in the backend stream (to_client, through the
+		 * backend filter), and to the client without [XCLIENT]. */
+		memmove(bsrc + gl, bsrc, bl);
+		memcpy(bsrc, greet, gl);
+		b.srclen = bl += gl;
 		for (j = 0; j < nrel; j++)
-			rel[j] += 8;
+			rel[j] += gl;
 		memmove(want_b + 8, want_b, wb);
 		memcpy(want_b, "+OK hi\r\n", 8);
 		wb += 8;
@@ -381,12 +524,12 @@ relay_model(const struct proto_config *cfg, int tls, const uint8_t *d, size_t n)
 	/* Everything went through: nothing held forever. */
 	check(c.fed == c.srclen && c.len == 0);
 	check(b.fed == b.srclen && b.len == 0);
-	/* No STLS command line reached the backend. */
+	/* No STLS/XCLIENT/XOIP command line reached the backend, as we or Dovecot read it. */
 	for (i = 0; i < c.outlen;) {
 		const char *nl = memchr(c.out + i, '\n', c.outlen - i);
 		size_t ll = nl != NULL ? (size_t)(nl - (c.out + i)) + 1 : c.outlen - i;
 
-		check(!first_word_is(c.out + i, ll, "STLS"));
+		check(!never_line(c.out + i, ll));
 		i += ll;
 	}
 	check(c.outlen == wc && memcmp(c.out, want_c, wc) == 0);
@@ -405,6 +548,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.implicit_tls = (data[0] >> 1) & 1;
 	tls = cfg.implicit_tls || ((data[0] >> 2) & 1);
 	model = (data[0] >> 3) & 1;
+	cfg.identity = (data[0] >> 4) & 1 ? PROTO_IDENT_XCLIENT : PROTO_IDENT_NONE;
+	peer = &peers[(data[0] >> 5) & 3];
+	peer_ok = ((data[0] >> 5) & 3) != 3;
 	rng = ((uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3]) | 1;
 	data += 4;
 	size -= 4;

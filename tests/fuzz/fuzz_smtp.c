@@ -3,8 +3,10 @@
  * Input: 4 control bytes, then data.
  *   c0 bit 0: level encrypt, bit 1: implicit TLS, bit 2: relay under TLS,
  *      bit 3: command-stream mode, bit 4: honest core (headroom, `full` only when
- *      full), bit 5: a learned capability list instead of the defaults
- *   c1: relay buffer size (128..1148), c2 c3: PRNG seed for chunk sizes and flushes.
+ *      full), bit 5: a learned capability list instead of the defaults, bit 6: the
+ *      backend takes XCLIENT (cfg.identity)
+ *   c1: relay buffer size (128..1148), c2 c3: PRNG seed for chunk sizes, flushes and
+ *      the client's address.
  *
  * Raw mode drives the pre-TLS dialogue line by line as the core does, then both relay
  * filters over the data as client and backend streams, in random chunks. Command mode
@@ -12,7 +14,15 @@
  * simulated backend and checks that no STARTTLS/XCLIENT/XFORWARD line ever reaches
  * it; with an honest core (headroom, `full` only when full) also that every client
  * line gets exactly one reply, in order, and nothing stays stuck.
+ *
+ * Every input also drives the backend dialogue twice: with the data as the backend's
+ * lines, and against a scripted backend (Postfix with XCLIENT and its failures, picked
+ * by the data) for a client whose EHLO name comes from the data, checking the commands
+ * mailedge sends (XCLIENT within 512 bytes, only offered attributes, valid xtext that
+ * decodes to the client's name and address) and what it hands to the client.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,14 +172,329 @@ refused_verb(const char *p, size_t n)
 	return 0;
 }
 
+/* --- the client, as the core describes it to the backend dialogue --- */
+
+static struct proto_peer peer;
+static const struct proto_peer *peerp;
+static char peer_addr[64];
+
+HARNESS static void
+pick_peer(void)
+{
+	static const char *const addrs[] = {
+	    "203.0.113.7", "2001:db8::7", "::ffff:192.0.2.1", "fe80::1%eth0", "::", "::1", "",
+	    "garbage",     "1.2.3",       "2001:db8::1::2",   "0.0.0.0",
+	};
+	uint32_t r = rnd() % (sizeof(addrs) / sizeof(addrs[0]) + 3);
+
+	memset(&peer, 0, sizeof(peer));
+	peerp = &peer;
+	peer.port = rnd() % 4 == 0 ? rnd() : rnd() % 65536;
+	peer.tls = 1;
+	if (r < sizeof(addrs) / sizeof(addrs[0]))
+		peer.addr = addrs[r];
+	else if (r == sizeof(addrs) / sizeof(addrs[0]))
+		peerp = NULL;
+	else if (r == sizeof(addrs) / sizeof(addrs[0]) + 1)
+		peer.addr = NULL;
+	else {
+		size_t n = rnd() % (sizeof(peer_addr) - 1);
+		for (size_t i = 0; i < n; i++)
+			peer_addr[i] = (char)(1 + rnd() % 255);
+		peer_addr[n] = '\0';
+		peer.addr = peer_addr;
+	}
+}
+
+/* --- the backend dialogue against a scripted backend --- */
+
+/* What mailedge told the backend with XCLIENT. */
+struct xseen {
+	int commands;
+	unsigned attrs; /* 1 ADDR, 2 PORT, 4 NAME, 8 HELO, 16 PROTO */
+	char addr[128], helo[1024];
+	size_t helolen;
+};
+
+HARNESS static int
+hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* xtext (RFC 3461) as Postfix decodes it; -1 when invalid. */
+HARNESS static long
+xtext_decode(const char *p, size_t n, char *dst, size_t max)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		check(len < max);
+		if (p[i] == '+') {
+			if (i + 2 >= n)
+				return -1;
+			int hi = hexval(p[i + 1]), lo = hexval(p[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			dst[len++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (p[i] < '!' || p[i] > '~' || p[i] == '=')
+			return -1;
+		else
+			dst[len++] = p[i];
+	}
+	return (long)len;
+}
+
+/* One XCLIENT command line (without CRLF): every attribute one the backend offered,
+ * offered once across the commands, valid xtext. */
+HARNESS static void
+xclient_check(const char *p, size_t n, unsigned offered, struct xseen *x)
+{
+	static const char *const names[] = {"ADDR", "PORT", "NAME", "HELO", "PROTO"};
+	char val[1024];
+	size_t i = 7, e, eq;
+	long vlen;
+	int k;
+
+	check(n + 2 <= 512);
+	check(x->commands++ < 2);
+	check(n > 8 && memcmp(p, "XCLIENT ", 8) == 0);
+	for (; i < n; i = e) {
+		check(p[i] == ' ');
+		i++;
+		for (e = i; e < n && p[e] != ' '; e++)
+			;
+		for (eq = i; eq < e && p[eq] != '='; eq++)
+			;
+		check(eq < e);
+		for (k = 0; k < 5; k++)
+			if (eq - i == strlen(names[k]) && memcmp(p + i, names[k], eq - i) == 0)
+				break;
+		check(k < 5);
+		check(offered & (1u << k));
+		check(!(x->attrs & (1u << k)));
+		x->attrs |= 1u << k;
+		vlen = xtext_decode(p + eq + 1, e - eq - 1, val, sizeof(val));
+		check(vlen > 0);
+		if (k == 0) {
+			check((size_t)vlen < sizeof(x->addr));
+			memcpy(x->addr, val, (size_t)vlen);
+			x->addr[vlen] = '\0';
+		} else if (k == 3) {
+			memcpy(x->helo, val, (size_t)vlen);
+			x->helolen = (size_t)vlen;
+		} else if (k == 4)
+			check((vlen == 5 && !memcmp(val, "ESMTP", 5)) ||
+			      (vlen == 4 && !memcmp(val, "SMTP", 4)));
+		else if (k == 2)
+			check(vlen == 13 && !memcmp(val, "[UNAVAILABLE]", 13));
+	}
+}
+
+#define BANNER "220 mail.example.test ESMTP Postfix (Debian/GNU)\r\n"
+static const char *const s_greeting[] = {
+    BANNER,
+    "220-mail.example.test ESMTP\r\n220-wait\n220 ok\r\n",
+    "220 x\n",
+    "421 4.3.2 Service shutting down\r\n",
+    "554 5.7.1 no\r\n",
+};
+static const char *const s_ehlo[] = {
+    "250-mail.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n"
+    "250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n"
+    "250-8BITMIME\r\n250 CHUNKING\r\n",
+    "250-h\r\n250 XCLIENT ADDR\r\n",
+    "250-h\r\n250 xclient addr\thelo proto\r\n",
+    "250-h\r\n250 XCLIENT NAME HELO PROTO\r\n",
+    "250-XCLIENT ADDR\r\n250 SIZE\r\n",
+    "250 h\r\n",
+    "250-h\r\n250-XCLIENT\r\n250 XCLIENTADDR PORT\r\n",
+    "502 5.5.2 Error: command not recognized\r\n",
+    "421 4.7.0 mail.example.test Error: too many errors\r\n",
+};
+static const unsigned s_ehlo_offers[] = {31, 1, 25, 28, 0, 0, 0, 0, 0};
+static const char *const s_xclient[] = {
+    BANNER,
+    "220-mail.example.test ESMTP\r\n220 again\r\n",
+    "250 Ok\r\n",
+    "550 5.7.0 Error: insufficient authorization\r\n",
+    "501 5.5.4 Bad ADDR syntax: x\r\n",
+    "421 4.4.2 mail.example.test Error: timeout exceeded\r\n",
+};
+static const char *const s_replay[] = {
+    "250 mail.example.test\r\n",
+    "250-mail.example.test\r\n250 CHUNKING\r\n",
+    "550 5.7.1 go away\r\n",
+};
+
+/* Postfix would log this client as ADDR: the peer's own address, or unknown. */
+HARNESS static void
+addr_check(const struct xseen *x)
+{
+	unsigned char a[16];
+	char tmp[64];
+	const char *want = peerp != NULL ? peerp->addr : NULL;
+
+	if (strcmp(x->addr, "[UNAVAILABLE]") == 0) {
+		/* only when the peer's address is no address */
+		if (want != NULL && strlen(want) < sizeof(tmp)) {
+			snprintf(tmp, sizeof(tmp), "%.*s", (int)strcspn(want, "%"), want);
+			check(inet_pton(AF_INET, tmp, a) != 1 && inet_pton(AF_INET6, tmp, a) != 1);
+		}
+		return;
+	}
+	check(want != NULL);
+	if (strncmp(x->addr, "IPV6:", 5) == 0)
+		check(inet_pton(AF_INET6, x->addr + 5, a) == 1);
+	else
+		check(inet_pton(AF_INET, x->addr, a) == 1);
+}
+
+/* Runs the dialogue to its end. pick: bytes choosing each reply (NULL: success all
+ * along); hello: the client's EHLO/HELO argument as the dialogue saw it, or NULL. */
+HARNESS static enum proto_bstep
+backend_session(void *st, const unsigned char *pick, size_t npick, const char *hello,
+                size_t hellolen, int esmtp)
+{
+	struct proto_out out, to_client = {0};
+	struct xseen x;
+	const char *reply = NULL, *greeting = NULL, *lf, *p;
+	enum proto_bstep r = PROTO_B_MORE;
+	unsigned offered = 0;
+	int refused = 0, own_ehlo = 0, turn = 0, replayed = 0;
+	size_t k = 0;
+
+	memset(&x, 0, sizeof(x));
+#define PICK(t) (t)[pick != NULL && k < npick ? pick[k++] % (sizeof(t) / sizeof((t)[0])) : 0]
+	reply = PICK(s_greeting);
+	greeting = reply;
+	for (; turn < 8; turn++) {
+		int code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+		refused |= code < 200 || code > 299;
+		for (p = reply; (lf = strchr(p, '\n')) != NULL; p = lf + 1) {
+			out.len = 0;
+			r = P->backend_line(st, &cfg, peerp, p, (size_t)(lf - p) + 1, &out,
+			                    &to_client);
+			check(r >= PROTO_B_MORE && r <= PROTO_B_FAIL);
+			check(out.len <= PROTO_OUT_MAX && to_client.len <= PROTO_OUT_MAX);
+			check((r == PROTO_B_SEND) == (out.len > 0));
+			if (r == PROTO_B_FAIL)
+				break;
+			/* a reply's last line always moves the dialogue on */
+			check(lf[1] == '\0' ? r != PROTO_B_MORE : r == PROTO_B_MORE);
+		}
+		if (r == PROTO_B_FAIL || r == PROTO_B_DONE)
+			break;
+		/* what was sent decides which reply comes next */
+		check(out.len >= 2 && out.data[out.len - 2] == '\r' &&
+		      out.data[out.len - 1] == '\n');
+		if (turn == 0 && cfg.identity == PROTO_IDENT_XCLIENT) {
+			/* first mailedge's own EHLO, to learn whether XCLIENT is offered */
+			check(out.len == 7 + strlen(cfg.hostname) &&
+			      memcmp(out.data, "EHLO ", 5) == 0 &&
+			      memcmp(out.data + 5, cfg.hostname, strlen(cfg.hostname)) == 0);
+			own_ehlo = 1;
+			reply = PICK(s_ehlo);
+			for (size_t i = 0; i < sizeof(s_ehlo) / sizeof(s_ehlo[0]); i++)
+				if (reply == s_ehlo[i])
+					offered = s_ehlo_offers[i];
+		} else if (out.len > 8 && memcmp(out.data, "XCLIENT ", 8) == 0) {
+			check(own_ehlo && (offered & 1) && !replayed);
+			check(memchr(out.data, '\n', out.len) == out.data + out.len - 1);
+			xclient_check(out.data, out.len - 2, offered, &x);
+			reply = PICK(s_xclient);
+			if (memcmp(reply, "220", 3) == 0)
+				greeting = reply;
+		} else {
+			/* the replay: exactly the client's EHLO/HELO, once, in plaintext */
+			check(hello != NULL && !replayed && !peer.tls);
+			check(out.len == hellolen + 7);
+			check(memcmp(out.data, esmtp ? "EHLO " : "HELO ", 5) == 0);
+			check(memcmp(out.data + 5, hello, hellolen) == 0);
+			replayed = 1;
+			reply = PICK(s_replay);
+		}
+	}
+	check(r == PROTO_B_DONE || r == PROTO_B_FAIL);
+	check((r == PROTO_B_FAIL) == refused);
+	if (r == PROTO_B_FAIL)
+		return r;
+	/* XCLIENT when offered with ADDR, ADDR always in it */
+	check(x.commands == 0 || (x.attrs & 1));
+	if (cfg.identity == PROTO_IDENT_XCLIENT && (offered & 1)) {
+		check(x.commands > 0);
+		addr_check(&x);
+		if (hello != NULL && !peer.tls && (offered & 16))
+			check(x.attrs & 16);
+		if (x.attrs & 8) {
+			/* the client's name, without trailing blanks */
+			size_t n = hellolen;
+			while (n > 0 && (hello[n - 1] == ' ' || hello[n - 1] == '\t'))
+				n--;
+			check(x.helolen == n && memcmp(x.helo, hello, n) == 0);
+		}
+	} else
+		check(x.commands == 0);
+	check(hello == NULL || peer.tls || replayed);
+	/* implicit TLS: the client gets the backend's last greeting, byte-exact */
+	if (cfg.implicit_tls && peer.tls)
+		check(to_client.len == strlen(greeting) &&
+		      memcmp(to_client.data, greeting, to_client.len) == 0);
+	else
+		check(to_client.len == 0);
+	/* nothing after DONE is taken for the dialogue */
+	out.len = 0;
+	check(P->backend_line(st, &cfg, peerp, "250 x\r\n", 7, &out, &to_client) == PROTO_B_FAIL);
+	return r;
+#undef PICK
+}
+
+/* A client that said EHLO/HELO (name from the data), then went on in plaintext or
+ * STARTTLS, then the scripted backend. */
+HARNESS static void
+backend_scripted(const unsigned char *p, size_t n)
+{
+	char l[1100];
+	size_t namelen = n > 0 ? p[0] * 4u % 1000 : 0, i, a;
+	int tls = cfg.implicit_tls || (n > 1 && p[1] & 1), esmtp = n > 1 && p[1] & 2;
+	struct proto_out out = {0};
+	const char *args;
+
+	if (namelen > n)
+		namelen = n;
+	if (namelen + 7 > P->max_line)
+		namelen = P->max_line - 7;
+	P->init(other, &cfg, cfg.implicit_tls);
+	memcpy(l, esmtp ? "EHLO " : "HELO ", 5);
+	for (i = 0; i < namelen; i++)
+		l[5 + i] = p[i] == '\n' || p[i] == '\0' ? 'x' : (char)p[i];
+	memcpy(l + 5 + namelen, "\r\n", 2);
+	peer.tls = tls;
+	if (!cfg.implicit_tls) {
+		out.len = 0;
+		P->client_line(other, &cfg, l, namelen + 7, &out);
+		if (tls)
+			P->init(other, &cfg, 1);
+	}
+	/* what the dialogue took as the name: the arguments as proto_word_is gives them */
+	args = NULL;
+	a = 0;
+	if (!tls && proto_word_is(l, namelen + 7, esmtp ? "EHLO" : "HELO", &args, &a) && a == 0)
+		args = NULL;
+	n = n > 2 ? n - 2 : 0;
+	backend_session(other, n > 0 ? p + 2 : NULL, n, args, a, esmtp);
+}
+
 /* --- pre-TLS dialogue, backend dialogue, probe --- */
 
 HARNESS static size_t
 dialogue(const char *p, size_t n, int *tls, int *relay)
 {
 	struct proto_out out = {0};
-	size_t off = 0;
-	const char *lf;
+	size_t off = 0, hellolen = 0;
+	const char *lf, *hello = NULL;
+	int esmtp = 0;
 
 	P->greeting(state, &cfg, &out);
 	check(out.len <= PROTO_OUT_MAX);
@@ -180,17 +505,26 @@ dialogue(const char *p, size_t n, int *tls, int *relay)
 		if (lf == NULL)
 			break; /* too long (the core closes) or unfinished */
 		len = (size_t)(lf - (p + off)) + 1;
+		/* the EHLO/HELO the backend dialogue must replay (a failed one replaces
+		 * nothing) */
+		if (memchr(p + off, '\0', len) == NULL) {
+			const char *args;
+			size_t arglen;
+			int e = proto_word_is(p + off, len, "EHLO", &args, &arglen);
+			if ((e || proto_word_is(p + off, len, "HELO", &args, &arglen)) &&
+			    arglen > 0)
+				hello = args, hellolen = arglen, esmtp = e;
+		}
 		out.len = 0;
 		enum proto_action a = P->client_line(state, &cfg, p + off, len, &out);
 		check(out.len <= PROTO_OUT_MAX);
 		check(a >= PROTO_CONTINUE && a <= PROTO_CLOSE);
 		if (a == PROTO_BACKEND) {
 			check(out.len == 0);
-			out.len = 0;
-			check(P->backend_line(state, &cfg, "220 b\r\n", 7, &out) != PROTO_B_FAIL);
-			if (out.len > 0)
-				check(P->backend_line(state, &cfg, "250 b\r\n", 7, &out) ==
-				      PROTO_B_DONE);
+			/* a backend that says yes to everything */
+			peer.tls = 0;
+			check(backend_session(state, NULL, 0, hello, hellolen, esmtp) ==
+			      PROTO_B_DONE);
 			*relay = 1;
 			return off; /* this line and the rest go through the relay */
 		}
@@ -218,16 +552,20 @@ backend_and_probe(const char *p, size_t n)
 	const char *lf;
 	int bdone = 0, pdone = 0;
 
-	P->init(other, &cfg, 0);
+	P->init(other, &cfg, cfg.implicit_tls);
 	check(P->probe_state_size <= sizeof(state));
 	for (size_t off = 0; off < n && !(bdone && pdone); off = (size_t)(lf - p) + 1) {
 		if ((lf = memchr(p + off, '\n', n - off)) == NULL)
 			lf = p + n - 1;
 		size_t len = (size_t)(lf - (p + off)) + 1;
 		if (!bdone) {
+			struct proto_out to_client = {0};
 			out.len = 0;
-			enum proto_bstep s = P->backend_line(other, &cfg, p + off, len, &out);
+			enum proto_bstep s =
+			    P->backend_line(other, &cfg, peerp, p + off, len, &out, &to_client);
 			check(s >= PROTO_B_MORE && s <= PROTO_B_FAIL && out.len <= PROTO_OUT_MAX);
+			check((s == PROTO_B_SEND) == (out.len > 0));
+			check(to_client.len == 0 || (s == PROTO_B_DONE && cfg.implicit_tls));
 			bdone = s == PROTO_B_DONE || s == PROTO_B_FAIL;
 		}
 		if (off == 0)
@@ -396,6 +734,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.level = data[0] & 1 ? PROTO_LEVEL_ENCRYPT : PROTO_LEVEL_MAY;
 	cfg.implicit_tls = (data[0] >> 1) & 1;
 	cfg.hostname = "mx.example.test";
+	cfg.identity = (data[0] >> 6) & 1 ? PROTO_IDENT_XCLIENT : PROTO_IDENT_NONE;
 	cfg.caps =
 	    (data[0] >> 5) & 1 ? "PIPELINING\nSTARTTLS\nAUTH PLAIN\nXCLIENT NAME\nCHUNKING" : NULL;
 	tls = cfg.implicit_tls || ((data[0] >> 2) & 1);
@@ -406,9 +745,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = (const char *)data + 4;
 	size -= 4;
 
+	pick_peer();
 	backend_and_probe(p, size);
+	backend_scripted((const unsigned char *)p, size);
 	if (cmdmode) {
 		P->init(state, &cfg, tls);
+		if (cfg.implicit_tls && cfg.identity == PROTO_IDENT_XCLIENT) {
+			/* the core ran the backend dialogue; the greeting it hands over is
+			 * what relay_commands() puts first in the backend's stream */
+			struct proto_out out = {0}, to_client = {0};
+			check(P->backend_line(state, &cfg, peerp, "220 g\r\n", 7, &out,
+			                      &to_client) == PROTO_B_SEND);
+			check(P->backend_line(state, &cfg, peerp, "250 h\r\n", 7, &out,
+			                      &to_client) == PROTO_B_DONE);
+			check(to_client.len == 7 && memcmp(to_client.data, "220 g\r\n", 7) == 0);
+		}
 		relay_commands((const unsigned char *)p, size, bufsize, tls);
 		return 0;
 	}

@@ -572,6 +572,59 @@ parse__starttls_bad_values__reported(void **state)
 }
 
 static void
+parse__client_identity_and_accept_proxy__parsed(void **state)
+{
+	struct config *c = parse("[backend b]\n"
+	                         "address = 127.0.0.1:1143\n"
+	                         "client_identity = proxy-v2\n" LISTENER_A
+	                         "accept_proxy = 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32\n"
+	                         "proxy_timeout = 2s\n");
+	const struct cfg_listener *l;
+	struct sockaddr_any a;
+	int n;
+	(void)state;
+
+	expect_errors(c, NULL);
+	l = listener(c, "a");
+	assert_int_equal(l->backend->identity, IDENT_PROXY_V2);
+	assert_int_equal(l->nproxy_nets, 3);
+	assert_true(l->proxy_timeout == 2.0);
+	static const struct {
+		const char *addr;
+		int in;
+	} cases[] = {{"10.1.2.3:1", 1},          {"11.0.0.1:1", 0},         {"192.0.2.7:1", 1},
+	             {"192.0.2.8:1", 0},         {"[2001:db8::1]:1", 1},    {"[2001:db9::1]:1", 0},
+	             {"[::ffff:10.9.9.9]:1", 1}, {"[::ffff:11.9.9.9]:1", 0}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(config_parse_addr(cases[i].addr, 0, &a, 1, &n), 0);
+		if (config_net_match(l->proxy_nets, l->nproxy_nets, &a) != cases[i].in)
+			fail_msg("%s: expected %d", cases[i].addr, cases[i].in);
+	}
+}
+
+static void
+parse__client_identity_bad_or_wrong_protocol__reported(void **state)
+{
+	struct config *c = parse("[backend b]\n"
+	                         "address = 127.0.0.1:1143\n"
+	                         "client_identity = xclient\n" LISTENER_A
+	                         "accept_proxy = 10.0.0.0/33, nonsense\n");
+	struct config *d = parse("[backend b]\naddress = 127.0.0.1:1\n"
+	                         "client_identity = socks\n" LISTENER_A);
+	(void)state;
+
+	expect_errors(
+	    c, "test.ini:9: accept_proxy: \"10.0.0.0/33\" is not an address or ADDRESS/PREFIX",
+	    "test.ini:9: accept_proxy: \"nonsense\" is not an address or ADDRESS/PREFIX",
+	    "test.ini:3: client_identity = xclient cannot be used for [listener a] (protocol "
+	    "imap): xclient is for smtp and pop3, imap-id for imap",
+	    NULL);
+	expect_has_error(d,
+	                 "test.ini:3: client_identity: expected none, proxy-v1, proxy-v2, xclient "
+	                 "or imap-id, not \"socks\"");
+}
+
+static void
 parse__security_level_on_implicit__refused(void **state)
 {
 	struct config *c = parse(BACKEND_B LISTENER_A "security_level = may\n");
@@ -1362,6 +1415,9 @@ main(void)
 	    cmocka_unit_test_teardown(parse__starttls_listener__defaults, free_owned),
 	    cmocka_unit_test_teardown(parse__starttls_bad_values__reported, free_owned),
 	    cmocka_unit_test_teardown(parse__security_level_on_implicit__refused, free_owned),
+	    cmocka_unit_test_teardown(parse__client_identity_and_accept_proxy__parsed, free_owned),
+	    cmocka_unit_test_teardown(parse__client_identity_bad_or_wrong_protocol__reported,
+	                              free_owned),
 	    cmocka_unit_test_teardown(parse__bad_listen_address__reported, free_owned),
 	    cmocka_unit_test_teardown(parse__min_version_below_tls12__refused, free_owned),
 	    cmocka_unit_test_teardown(parse__min_version_any_case__accepted, free_owned),

@@ -30,8 +30,8 @@
 
 static const struct protocol *const P = &protocol_imap;
 
-static struct proto_config cfg_may = {PROTO_LEVEL_MAY, 0, HOST, NULL, NULL};
-static struct proto_config cfg_enc = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL};
+static struct proto_config cfg_may = {PROTO_LEVEL_MAY, 0, HOST, NULL, NULL, PROTO_IDENT_NONE};
+static struct proto_config cfg_enc = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL, PROTO_IDENT_NONE};
 
 static _Alignas(max_align_t) unsigned char state[16384];
 static _Alignas(max_align_t) unsigned char state2[16384];
@@ -327,7 +327,8 @@ caps__real_backend_lists__filtered_per_level(void **unused)
 
 	(void)unused;
 	for (i = 0; i < sizeof(capcases) / sizeof(capcases[0]); i++) {
-		struct proto_config cfg = {capcases[i].level, 0, HOST, NULL, capcases[i].caps};
+		struct proto_config cfg = {capcases[i].level, 0, HOST, NULL, capcases[i].caps,
+		                           PROTO_IDENT_NONE};
 		struct proto_out out = {0};
 		char want[4096];
 
@@ -348,7 +349,7 @@ static void
 caps__huge_list_and_names__replies_stay_whole(void **unused)
 {
 	static char caps[20000], longtext[3000], tag[160];
-	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 0, NULL, NULL, caps};
+	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 0, NULL, NULL, caps, PROTO_IDENT_NONE};
 	struct proto_out out = {0};
 	size_t i, n = 0;
 
@@ -373,7 +374,22 @@ caps__huge_list_and_names__replies_stay_whole(void **unused)
 
 /* --- 2. backend dialogue --- */
 
-struct bline {
+static const struct proto_peer peer4 = {"203.0.113.7", 52114, "192.0.2.1", 143, 1};
+static const struct proto_peer peer6 = {"2001:db8::7", 40001, "2001:db8::1", 993, 1};
+
+/* The core's backend dialogue: what goes to the backend is written after each line,
+ * what goes to the client accumulates until relaying starts. */
+static enum proto_bstep
+bline(void *st, const struct proto_config *cfg, const struct proto_peer *peer, const char *line,
+      size_t len, struct proto_out *to_backend, struct proto_out *to_client)
+{
+	enum proto_bstep r = P->backend_line(st, cfg, peer, line, len, to_backend, to_client);
+
+	assert_true(to_backend->len <= PROTO_OUT_MAX && to_client->len <= PROTO_OUT_MAX);
+	return r;
+}
+
+struct bcase {
 	const char *line;
 	enum proto_bstep want;
 };
@@ -381,7 +397,7 @@ struct bline {
 static void
 backend_line__greetings__done_or_fail(void **unused)
 {
-	static const struct bline cases[] = {
+	static const struct bcase cases[] = {
 	    {DOVECOT_GREETING, PROTO_B_DONE},
 	    {"* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE STARTTLS] Courier-IMAP "
 	     "ready. Copyright 1998-2018 Double Precision, Inc.\r\n",
@@ -402,33 +418,36 @@ backend_line__greetings__done_or_fail(void **unused)
 
 	(void)unused;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct proto_out out = {0};
+		struct proto_out tob = {0}, toc = {0};
 
 		print_message("case %zu\n", i);
-		assert_int_equal(P->backend_line(fresh(&cfg_enc, 1), &cfg_enc, cases[i].line,
-		                                 strlen(cases[i].line), &out),
+		assert_int_equal(bline(fresh(&cfg_enc, 1), &cfg_enc, &peer4, cases[i].line,
+		                       strlen(cases[i].line), &tob, &toc),
 		                 cases[i].want);
-		assert_int_equal(out.len, 0);
+		assert_int_equal(tob.len, 0);
+		assert_int_equal(toc.len, 0);
 	}
 }
 
 static void
 backend_line__untagged_before_greeting__bounded(void **unused)
 {
-	struct proto_out out = {0};
+	struct proto_out tob = {0}, toc = {0};
 	void *st = fresh(&cfg_may, 1);
 	int i;
 
 	(void)unused;
-	assert_int_equal(P->backend_line(st, &cfg_may, "* CAPABILITY IMAP4rev1\r\n", 24, &out),
+	assert_int_equal(bline(st, &cfg_may, &peer4, "* CAPABILITY IMAP4rev1\r\n", 24, &tob, &toc),
 	                 PROTO_B_MORE);
 	assert_int_equal(
-	    P->backend_line(st, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    bline(st, &cfg_may, &peer4, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &tob, &toc),
 	    PROTO_B_DONE);
 	st = fresh(&cfg_may, 1);
 	for (i = 0; i < 15; i++)
-		assert_int_equal(P->backend_line(st, &cfg_may, "* X\r\n", 5, &out), PROTO_B_MORE);
-	assert_int_equal(P->backend_line(st, &cfg_may, "* X\r\n", 5, &out), PROTO_B_FAIL);
+		assert_int_equal(bline(st, &cfg_may, &peer4, "* X\r\n", 5, &tob, &toc),
+		                 PROTO_B_MORE);
+	assert_int_equal(bline(st, &cfg_may, &peer4, "* X\r\n", 5, &tob, &toc), PROTO_B_FAIL);
+	assert_int_equal(tob.len + toc.len, 0);
 }
 
 /* `may`: the line that made PROTO_BACKEND is forwarded by the core; IMAP has nothing to
@@ -436,7 +455,7 @@ backend_line__untagged_before_greeting__bounded(void **unused)
 static void
 backend_line__may_plaintext__greeting_swallowed_nothing_replayed(void **unused)
 {
-	struct proto_out out = {0};
+	struct proto_out out = {0}, toc = {0};
 	void *st = fresh(&cfg_may, 0);
 
 	(void)unused;
@@ -444,9 +463,280 @@ backend_line__may_plaintext__greeting_swallowed_nothing_replayed(void **unused)
 	out.len = 0;
 	assert_int_equal(P->client_line(st, &cfg_may, "b LOGIN u p\r\n", 13, &out), PROTO_BACKEND);
 	assert_int_equal(
-	    P->backend_line(st, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    bline(st, &cfg_may, &peer4, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out, &toc),
 	    PROTO_B_DONE);
 	assert_int_equal(out.len, 0);
+	assert_int_equal(toc.len, 0);
+}
+
+/* Identity by IMAP ID (Dovecot's forwarding parameters): a conversation with the backend
+ * and what each side gets. */
+#define ID_OK   "mailedge1 OK ID completed.\r\n"
+#define ID4     "\"x-originating-ip\" \"203.0.113.7\" \"x-originating-port\" \"52114\""
+#define ID4_CON "\"x-connected-ip\" \"192.0.2.1\" \"x-connected-port\" \"143\""
+#define ID_CMD4 "mailedge1 ID (" ID4 " " ID4_CON ")\r\n"
+#define ID_CMD6                                                                                    \
+	"mailedge1 ID (\"x-originating-ip\" \"2001:db8::7\" \"x-originating-port\" \"40001\" "     \
+	"\"x-connected-ip\" \"2001:db8::1\" \"x-connected-port\" \"993\")\r\n"
+
+struct idcase {
+	const char *name;
+	int implicit, plaintext;
+	enum proto_identity identity;
+	const struct proto_peer *peer;
+	struct bcase lines[8];
+	const char *to_backend, *to_client;
+};
+
+static const struct idcase idcases[] = {
+    {"Dovecot 2.3 transcript, STARTTLS listener: ID sent, answer swallowed",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND},
+      {"* ID (\"name\" \"Dovecot\")\r\n", PROTO_B_MORE},
+      {ID_OK, PROTO_B_DONE}},
+     ID_CMD4,
+     ""},
+    {"implicit TLS, IPv6 peer: the backend's own greeting to the client, byte-exact",
+     1,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer6,
+     {{DOVECOT_GREETING, PROTO_B_SEND},
+      {"* ID (\"name\" \"Dovecot\")\r\n", PROTO_B_MORE},
+      {ID_OK, PROTO_B_DONE}},
+     ID_CMD6,
+     DOVECOT_GREETING},
+    {"plaintext may: ID sent, nothing replayed",
+     0,
+     1,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND}, {ID_OK, PROTO_B_DONE}},
+     ID_CMD4,
+     ""},
+    {"tagged NO (untrusted or refusing backend): carried on",
+     1,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{"* OK ready\n", PROTO_B_SEND},
+      {"* ID NIL\r\n", PROTO_B_MORE},
+      {"mailedge1 NO ID not allowed\r\n", PROTO_B_DONE}},
+     ID_CMD4,
+     "* OK ready\n"},
+    {"tagged BAD (server without ID, RFC 3501 only): carried on",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{"* OK [CAPABILITY IMAP4rev1 STARTTLS] Courier-IMAP ready.\r\n", PROTO_B_SEND},
+      {"mailedge1 BAD Error in IMAP command ID: Unknown command.\r\n", PROTO_B_DONE}},
+     ID_CMD4,
+     ""},
+    {"untagged data before the answer, literal holding a fake tagged OK",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND},
+      {"* 3 EXISTS\r\n", PROTO_B_MORE},
+      {"* ID (\"name\" {14}\r\n", PROTO_B_MORE},
+      {"mailedge1 OK\r\n", PROTO_B_MORE}, /* literal bytes */
+      {" \"os\" {3}\r\n", PROTO_B_MORE},  /* continuation after the literal */
+      {"abc \"x\" {2}\r\n", PROTO_B_MORE},
+      {"ab)\r\n", PROTO_B_MORE},
+      {ID_OK, PROTO_B_DONE}},
+     ID_CMD4,
+     ""},
+    {"BYE in the answer: refused",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND}, {"* BYE Input buffer full, aborting\r\n", PROTO_B_FAIL}},
+     ID_CMD4,
+     ""},
+    {"continuation request in the answer: refused (nothing was announced)",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND}, {"+ go ahead\r\n", PROTO_B_FAIL}},
+     ID_CMD4,
+     ""},
+    {"answer with another tag: refused",
+     0,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_SEND}, {"a1 OK done\r\n", PROTO_B_FAIL}},
+     ID_CMD4,
+     ""},
+    {"PREAUTH greeting with identity: refused, nothing sent",
+     1,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     &peer4,
+     {{"* PREAUTH [CAPABILITY IMAP4rev1] Logged in as joe\r\n", PROTO_B_FAIL}},
+     "",
+     ""},
+    {"identity NONE, STARTTLS listener: unchanged, greeting swallowed",
+     0,
+     0,
+     PROTO_IDENT_NONE,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_DONE}},
+     "",
+     ""},
+    {"identity NONE, implicit (core does not call; if it did): greeting replayed",
+     1,
+     0,
+     PROTO_IDENT_NONE,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_DONE}},
+     "",
+     DOVECOT_GREETING},
+    {"identity XCLIENT is not IMAP's: no ID",
+     0,
+     0,
+     PROTO_IDENT_XCLIENT,
+     &peer4,
+     {{DOVECOT_GREETING, PROTO_B_DONE}},
+     "",
+     ""},
+    {"no peer known: no ID, greeting still replayed",
+     1,
+     0,
+     PROTO_IDENT_IMAP_ID,
+     NULL,
+     {{"* OK Dovecot ready.", PROTO_B_DONE}},
+     "",
+     "* OK Dovecot ready.\r\n"},
+};
+
+static void
+backend_line__imap_id_transcripts__id_sent_answer_never_shown(void **unused)
+{
+	size_t i, j;
+
+	(void)unused;
+	for (i = 0; i < sizeof(idcases) / sizeof(idcases[0]); i++) {
+		const struct idcase *c = &idcases[i];
+		struct proto_config cfg = {PROTO_LEVEL_MAY, c->implicit, HOST, NULL, NULL,
+		                           c->identity};
+		struct proto_out tob = {0}, toc = {0}, sent = {0};
+		void *st = fresh(&cfg, !c->plaintext);
+		enum proto_bstep r = PROTO_B_MORE;
+
+		print_message("case %zu: %s\n", i, c->name);
+		for (j = 0; j < 8 && c->lines[j].line != NULL; j++) {
+			tob.len = 0;
+			r = bline(st, &cfg, c->peer, c->lines[j].line, strlen(c->lines[j].line),
+			          &tob, &toc);
+			proto_out_add(&sent, tob.data, tob.len);
+			print_message("  line %zu\n", j);
+			assert_int_equal(r, c->lines[j].want);
+		}
+		assert_true(r == PROTO_B_DONE || r == PROTO_B_FAIL);
+		expect_bytes("to backend", sent.data, sent.len, c->to_backend,
+		             strlen(c->to_backend));
+		expect_bytes("to client", toc.data, toc.len, c->to_client, strlen(c->to_client));
+	}
+}
+
+/* Values are IMAP quoted strings: '"' and '\' escaped; a value that cannot be quoted
+ * (controls, 8-bit, too long, empty) leaves its pair out rather than break the line. */
+static void
+backend_line__imap_id_values__quoted_or_left_out(void **unused)
+{
+	static char longaddr[300];
+	struct {
+		const char *addr, *local;
+		const char *want;
+	} rows[] = {
+	    {"a\"b\\c", "192.0.2.1",
+	     "mailedge1 ID (\"x-originating-ip\" \"a\\\"b\\\\c\" \"x-originating-port\" "
+	     "\"1\" " ID4_CON ")\r\n"},
+	    {"fe80::1%eth0", NULL,
+	     "mailedge1 ID (\"x-originating-ip\" \"fe80::1%eth0\" \"x-originating-port\" "
+	     "\"1\")\r\n"},
+	    {"203.0.113.7\r\n", "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {"203.0.113.7\"\r\na LOGOUT", "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {"\xc3\xa9", "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {"", "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {longaddr, "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {NULL, "192.0.2.1", "mailedge1 ID (" ID4_CON ")\r\n"},
+	    {NULL, NULL, ""},
+	    {"\x7f", "\t", ""},
+	};
+	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL, PROTO_IDENT_IMAP_ID};
+	size_t i;
+
+	(void)unused;
+	memset(longaddr, '1', 256);
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct proto_peer peer = {rows[i].addr, 1, rows[i].local, 143, 1};
+		struct proto_out tob = {0}, toc = {0};
+
+		print_message("row %zu\n", i);
+		assert_int_equal(bline(fresh(&cfg, 1), &cfg, &peer, DOVECOT_GREETING,
+		                       strlen(DOVECOT_GREETING), &tob, &toc),
+		                 rows[i].want[0] ? PROTO_B_SEND : PROTO_B_DONE);
+		expect_out(&tob, rows[i].want);
+		assert_int_equal(toc.len, 0);
+	}
+}
+
+/* The answer to ID is bounded: 64 lines, literal bytes included. */
+static void
+backend_line__imap_id_endless_answer__fails(void **unused)
+{
+	struct proto_config cfg = {PROTO_LEVEL_MAY, 0, HOST, NULL, NULL, PROTO_IDENT_IMAP_ID};
+	struct proto_out tob = {0}, toc = {0};
+	void *st = fresh(&cfg, 1);
+	int i;
+
+	(void)unused;
+	assert_int_equal(bline(st, &cfg, &peer4, "* OK\r\n", 6, &tob, &toc), PROTO_B_SEND);
+	assert_int_equal(bline(st, &cfg, &peer4, "* ID {1000000}\r\n", 16, &tob, &toc),
+	                 PROTO_B_MORE);
+	for (i = 1; i < 64; i++)
+		assert_int_equal(bline(st, &cfg, &peer4, "mailedge1 OK\r\n", 14, &tob, &toc),
+		                 PROTO_B_MORE);
+	assert_int_equal(bline(st, &cfg, &peer4, "mailedge1 OK\r\n", 14, &tob, &toc), PROTO_B_FAIL);
+	/* 63 untagged lines and the tagged answer fit */
+	st = fresh(&cfg, 1);
+	assert_int_equal(bline(st, &cfg, &peer4, "* OK\r\n", 6, &tob, &toc), PROTO_B_SEND);
+	for (i = 0; i < 63; i++)
+		assert_int_equal(bline(st, &cfg, &peer4, "* X\r\n", 5, &tob, &toc), PROTO_B_MORE);
+	assert_int_equal(bline(st, &cfg, &peer4, ID_OK, strlen(ID_OK), &tob, &toc), PROTO_B_DONE);
+}
+
+/* The longest greeting the core reads (4096 bytes with its LF) is replayed whole; one
+ * that could not be (no line end to keep, no room to add one) is refused, never cut. */
+static void
+backend_line__implicit_greeting_at_limit__whole_or_refused(void **unused)
+{
+	static char g[PROTO_OUT_MAX + 1];
+	struct proto_config cfg = {PROTO_LEVEL_MAY, 1, HOST, NULL, NULL, PROTO_IDENT_IMAP_ID};
+	struct proto_out tob = {0}, toc = {0};
+
+	(void)unused;
+	memset(g, 'x', sizeof(g));
+	memcpy(g, "* OK ", 5);
+	memcpy(g + PROTO_OUT_MAX - 2, "\r\n", 2);
+	assert_int_equal(bline(fresh(&cfg, 1), &cfg, &peer4, g, PROTO_OUT_MAX, &tob, &toc),
+	                 PROTO_B_SEND);
+	expect_bytes("to client", toc.data, toc.len, g, PROTO_OUT_MAX);
+	expect_out(&tob, ID_CMD4);
+	tob.len = toc.len = 0;
+	assert_int_equal(bline(fresh(&cfg, 1), &cfg, &peer4, g, PROTO_OUT_MAX - 1, &tob, &toc),
+	                 PROTO_B_FAIL);
+	assert_int_equal(toc.len, 0);
+	assert_int_equal(tob.len, 0);
 }
 
 /* --- 3. relay filters --- */
@@ -964,7 +1254,7 @@ backend_filter__full_long_literal_announcement__literal_skipped(void **unused)
 static void
 backend_filter__greeting_under_implicit_tls__capability_code_filtered(void **unused)
 {
-	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL};
+	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL, PROTO_IDENT_NONE};
 	char buf[512];
 	size_t len = strlen(DOVECOT_GREETING), f;
 	void *st = fresh(&cfg, 1);
@@ -999,20 +1289,57 @@ static void
 relay__may_plaintext_after_backend__line_forwarded_starttls_refused(void **unused)
 {
 	static struct sim s;
-	struct proto_out out = {0};
+	struct proto_out out = {0}, toc = {0};
 	const char *in = "a LOGIN u p\r\nb STARTTLS\r\nc SELECT INBOX\r\n";
 
 	(void)unused;
 	sim_start(&s, &cfg_may, 0);
 	assert_int_equal(P->client_line(state, &cfg_may, in, 13, &out), PROTO_BACKEND);
 	assert_int_equal(
-	    P->backend_line(state, &cfg_may, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out),
+	    bline(state, &cfg_may, &peer4, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &out, &toc),
 	    PROTO_B_DONE);
+	assert_int_equal(out.len + toc.len, 0);
 	sim_push(&s, 0, in, strlen(in));
 	sim_push(&s, 1, "a OK Logged in\r\n", 16);
 	expect_out_of(&s, 0, "a LOGIN u p\r\nc SELECT INBOX\r\n");
 	expect_out_of(&s, 1,
 	              "b BAD STARTTLS not available on this connection.\r\na OK Logged in\r\n");
+}
+
+/* Implicit TLS with IMAP ID: the core feeds to_client through the backend filter as if
+ * the backend had sent it; the filter takes it as any response (STARTTLS out of the
+ * capability code), and the relay goes on with the same state. */
+static void
+relay__implicit_with_imap_id__greeting_filtered_then_relayed(void **unused)
+{
+	static struct sim s;
+	struct proto_config cfg = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL, PROTO_IDENT_IMAP_ID};
+	struct proto_out tob = {0}, toc = {0};
+	const char *in =
+	    "a CAPABILITY\r\nb STARTTLS\r\nc ID (\"x-originating-ip\" \"1.2.3.4\")\r\n";
+
+	(void)unused;
+	sim_start(&s, &cfg, 1);
+	assert_int_equal(
+	    bline(state, &cfg, &peer6, DOVECOT_GREETING, strlen(DOVECOT_GREETING), &tob, &toc),
+	    PROTO_B_SEND);
+	assert_int_equal(
+	    bline(state, &cfg, &peer6, "* ID (\"name\" \"Dovecot\")\r\n", 26, &tob, &toc),
+	    PROTO_B_MORE);
+	assert_int_equal(bline(state, &cfg, &peer6, ID_OK, strlen(ID_OK), &tob, &toc),
+	                 PROTO_B_DONE);
+	expect_bytes("to client", toc.data, toc.len, DOVECOT_GREETING, strlen(DOVECOT_GREETING));
+	sim_push(&s, 1, toc.data, toc.len);
+	sim_push(&s, 0, in, strlen(in));
+	sim_push(&s, 1, DOVECOT_CAPABILITY "a OK Capability completed.\r\n",
+	         strlen(DOVECOT_CAPABILITY) + 28);
+	/* a client's own ID reaches the backend: Dovecot honours only the first ID's fields */
+	expect_out_of(&s, 0, "a CAPABILITY\r\nc ID (\"x-originating-ip\" \"1.2.3.4\")\r\n");
+	expect_out_of(&s, 1,
+	              "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
+	              "AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
+	              "b BAD TLS is already active.\r\n" DOVECOT_CAPABILITY
+	              "a OK Capability completed.\r\n");
 }
 
 /* --- 4. probe --- */
@@ -1167,6 +1494,10 @@ main(void)
 	    cmocka_unit_test(backend_line__greetings__done_or_fail),
 	    cmocka_unit_test(backend_line__untagged_before_greeting__bounded),
 	    cmocka_unit_test(backend_line__may_plaintext__greeting_swallowed_nothing_replayed),
+	    cmocka_unit_test(backend_line__imap_id_transcripts__id_sent_answer_never_shown),
+	    cmocka_unit_test(backend_line__imap_id_values__quoted_or_left_out),
+	    cmocka_unit_test(backend_line__imap_id_endless_answer__fails),
+	    cmocka_unit_test(backend_line__implicit_greeting_at_limit__whole_or_refused),
 	    cmocka_unit_test(filters__scenarios_split_at_every_byte__same_output),
 	    cmocka_unit_test(filters__refusal_queue_full__client_held_until_drained),
 	    cmocka_unit_test(filters__no_room_for_refusal__waits_for_room),
@@ -1180,6 +1511,7 @@ main(void)
 	    cmocka_unit_test(backend_filter__greeting_under_implicit_tls__capability_code_filtered),
 	    cmocka_unit_test(backend_filter__unexpected_answers__passed_through),
 	    cmocka_unit_test(relay__may_plaintext_after_backend__line_forwarded_starttls_refused),
+	    cmocka_unit_test(relay__implicit_with_imap_id__greeting_filtered_then_relayed),
 	    cmocka_unit_test(probe__real_server_transcripts__caps_collected),
 	    cmocka_unit_test(probe__small_caps_buffer__whole_atoms_only),
 	    cmocka_unit_test(probe__endless_untagged__fails),

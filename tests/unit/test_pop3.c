@@ -1,6 +1,6 @@
-/* Unit tests for protocols/pop3.c: pre-TLS dialogue, backend dialogue, relay filters,
- * capability probe. The relay tests drive both filters the way the core does, with a
- * causal backend (it answers a line only once the line reached it), and check that the
+/* Unit tests for protocols/pop3.c: pre-TLS dialogue, backend dialogue (with Dovecot's
+ * XCLIENT), relay filters, capability probe. The relay tests drive both filters the way the core
+ * does, with a causal backend (it answers a line only once the line reached it), and check that the
  * output does not depend on how the streams are cut into reads. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +29,7 @@ static const char ERR_UNKNOWN[] = "-ERR Unknown command.\r\n";
 static const char ERR_AUTH[] =
     "-ERR [AUTH] Plaintext authentication disallowed: issue STLS first.\r\n";
 static const char STLS_OK[] = "+OK Begin TLS negotiation now.\r\n";
+#define X PROTO_IDENT_XCLIENT
 
 #define CAPA_HEAD "+OK Capability list follows\r\n"
 #define CAPA_E_DEFAULT                                                                             \
@@ -55,6 +56,19 @@ static const char GMAIL_CAPA[] = "+OK Capability list follows\r\nUSER\r\nRESP-CO
                                  "SASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n";
 static const char GMAIL_CAPS[] = "USER\nRESP-CODES\nEXPIRE 0\nLOGIN-DELAY 300\nTOP\nUIDL\n"
                                  "X-GOOGLE-RICO\nSASL PLAIN XOAUTH2 OAUTHBEARER";
+/* Dovecot 2.3.19 pop3-login (src/pop3-login/client.c): the greeting to a peer in
+ * login_trusted_networks carries [XCLIENT] (and an APOP timestamp when APOP is on);
+ * cmd_xclient's three answers. */
+static const char DOVECOT_TRUSTED[] = "+OK [XCLIENT] Dovecot (Debian) ready.\r\n";
+static const char DOVECOT_TRUSTED_APOP[] =
+    "+OK [XCLIENT] Dovecot (Debian) ready. "
+    "<5f3a.2.6650a1b2.q1mUt2Yd1oe9v6HsXb0K3w==@mail.example.test>\r\n";
+static const char DOVECOT_UPDATED[] = "+OK Updated\r\n";
+static const char DOVECOT_UNTRUSTED[] = "+OK You are not from trusted IP - ignoring\r\n";
+static const char DOVECOT_BADPARAM[] = "-ERR Invalid parameters\r\n";
+
+static const struct proto_peer PEER4 = {"203.0.113.7", 52114, "192.0.2.1", 995, 1};
+static const struct proto_peer PEER6 = {"2001:db8::7", 40001, "2001:db8::1", 110, 1};
 
 static struct proto_config
 config(enum proto_level level, const char *caps)
@@ -91,6 +105,16 @@ say(union pstate *s, const struct proto_config *cfg, const char *line, struct pr
 {
 	o->len = 0;
 	return P->client_line(s, cfg, line, strlen(line), o);
+}
+
+/* One backend line as the core does it: to_backend is written (and emptied) after each
+ * call, to_client accumulates until relaying starts. */
+static enum proto_bstep
+bsay(union pstate *s, const struct proto_config *cfg, const struct proto_peer *peer,
+     const char *line, struct proto_out *to_backend, struct proto_out *to_client)
+{
+	to_backend->len = 0;
+	return P->backend_line(s, cfg, peer, line, strlen(line), to_backend, to_client);
 }
 
 /* --- the interface is complete --- */
@@ -194,6 +218,32 @@ static const struct line_case line_cases[] = {
     {M, "STLS\0\r\n", 7, ERR_UNKNOWN, PROTO_CONTINUE},
     {M, "USER a\0b\r\n", 10, ERR_UNKNOWN, PROTO_CONTINUE},
     {M, "\0", 1, ERR_UNKNOWN, PROTO_CONTINUE},
+    /* XCLIENT and Dovecot's XOIP never reach the backend, on `may` neither: once the
+     * backend trusts mailedge they would set the client's address. */
+    {E, "XCLIENT ADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XCLIENT ADDR=198.51.100.66 PORT=1\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "xclient\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XClient addr=198.51.100.66\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, " \tXCLIENT ADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XCLIENT\tADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XCLIENT\rADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {E, "XOIP 198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XOIP 198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "xoip\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    /* Dovecot's pop3-login skips CR inside a command word: these are XCLIENT/STLS. */
+    {M, "XC\rLIENT ADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "X\rO\rI\rP 198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "ST\rLS\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XCLIEN\rTZ ADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "xclient\r\r\r\r ADDR=198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    {M, "XOIP\r\r\r\r198.51.100.66\r\n", 0, ERR_UNKNOWN, PROTO_CONTINUE},
+    /* Not those verbs: handed over as usual. */
+    {M, "XCLIENTS\r\n", 0, "", PROTO_BACKEND},
+    {M, "XCLIEN\r\n", 0, "", PROTO_BACKEND},
+    {M, "XOIPX 198.51.100.66\r\n", 0, "", PROTO_BACKEND},
+    {M, "X-CLIENT\r\n", 0, "", PROTO_BACKEND},
+    {M, "XCLIENTZ ADDR=198.51.100.66\r\n", 0, "", PROTO_BACKEND},    /* Dovecot: XCLIENTZ */
+    {M, "XC\r\rLIENT ADDR=198.51.100.66\r\n", 0, "", PROTO_BACKEND}, /* Dovecot: XCLIEN */
 };
 
 static void
@@ -236,10 +286,11 @@ client_line__tenth_invalid__too_many_and_close(void **state)
 	assert_int_equal(say(&s, &enc, "NOOP\r\n", &o), PROTO_CLOSE);
 	assert_out(&o, "-ERR Too many invalid commands.\r\n");
 
-	/* may: unknown commands go to the backend, empty/NUL lines still count. */
+	/* may: unknown commands go to the backend, empty/NUL lines and XCLIENT still count. */
 	fresh(&s, &may, 0);
 	for (i = 0; i < 9; i++) {
-		assert_int_equal(say(&s, &may, i % 2 ? "\n" : "STLS arg\r\n", &o), PROTO_CONTINUE);
+		static const char *const mbad[] = {"\n", "STLS arg\r\n", "XCLIENT ADDR=::1\r\n"};
+		assert_int_equal(say(&s, &may, mbad[i % 3], &o), PROTO_CONTINUE);
 		assert_true(o.len > 0);
 	}
 	assert_int_equal(say(&s, &may, "\r\n", &o), PROTO_CLOSE);
@@ -394,7 +445,7 @@ static const struct bline_case bline_cases[] = {
 static void
 backend_line__greetings__done_or_fail_and_nothing_sent(void **state)
 {
-	struct proto_out o;
+	struct proto_out o, oc;
 	union pstate s;
 	size_t i;
 	int tls;
@@ -406,12 +457,285 @@ backend_line__greetings__done_or_fail_and_nothing_sent(void **state)
 			const char *l = bline_cases[i].line;
 
 			fresh(&s, &cfg, tls);
-			o.len = 0;
-			assert_int_equal(P->backend_line(&s, &cfg, l, strlen(l), &o),
-			                 bline_cases[i].step);
-			/* POP3 has no session to replay, even on a plaintext `may` relay. */
+			oc.len = 0;
+			assert_int_equal(bsay(&s, &cfg, &PEER4, l, &o, &oc), bline_cases[i].step);
+			/* POP3 has no session to replay, even on a plaintext `may` relay; the
+			 * client already had mailedge's greeting. */
 			assert_int_equal(o.len, 0);
+			assert_int_equal(oc.len, 0);
 		}
+}
+
+/* Dovecot 2.3.19 transcripts. Every backend line in order, the steps expected, what the
+ * backend gets (all calls together) and what the client gets. */
+struct xc_case {
+	const char *name;
+	int implicit, tls;
+	enum proto_identity identity;
+	const struct proto_peer *peer;
+	const char *lines[3];
+	enum proto_bstep steps[3];
+	const char *to_backend, *to_client;
+};
+
+static const struct proto_peer PEER_NOPORT = {"192.0.2.55", 0, "192.0.2.1", 110, 0};
+static const struct proto_peer PEER_MAPPED = {"::ffff:192.0.2.55", 1024, "::1", 110, 0};
+static const struct proto_peer PEER_INJECT = {"192.0.2.55\r\nUSER x", 1, "", 1, 1};
+static const struct proto_peer PEER_SPACE = {"192.0.2.55 TTL=0", 1, "", 1, 1};
+static const struct proto_peer PEER_SCOPE = {"fe80::1%eth0", 1, "", 1, 1};
+static const struct proto_peer PEER_EMPTY = {"", 1, "", 1, 1};
+static const struct proto_peer PEER_NULL = {NULL, 1, NULL, 1, 1};
+static const struct proto_peer PEER_NUMBER = {"3405803783", 1, "", 1, 1};
+
+#define XC4 "XCLIENT ADDR=203.0.113.7 PORT=52114\r\n"
+#define B_SEND_DONE                                                                                \
+	{                                                                                          \
+		PROTO_B_SEND, PROTO_B_DONE                                                         \
+	}
+#define B_SEND_FAIL                                                                                \
+	{                                                                                          \
+		PROTO_B_SEND, PROTO_B_FAIL                                                         \
+	}
+
+static const struct xc_case xc_cases[] = {
+    {"starttls, trusted",
+     0,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     XC4,
+     ""},
+    {"implicit, trusted: greeting byte-exact",
+     1,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     XC4,
+     DOVECOT_TRUSTED},
+    {"implicit, APOP timestamp byte-exact",
+     1,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_TRUSTED_APOP, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     XC4,
+     DOVECOT_TRUSTED_APOP},
+    {"plaintext may, trusted",
+     0,
+     0,
+     X,
+     &PEER4,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     XC4,
+     ""},
+    {"starttls, IPv6 peer",
+     0,
+     1,
+     X,
+     &PEER6,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     "XCLIENT ADDR=2001:db8::7 PORT=40001\r\n",
+     ""},
+    {"implicit, IPv6 peer",
+     1,
+     1,
+     X,
+     &PEER6,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     "XCLIENT ADDR=2001:db8::7 PORT=40001\r\n",
+     DOVECOT_TRUSTED},
+    {"v4-mapped address passed as given",
+     0,
+     0,
+     X,
+     &PEER_MAPPED,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     "XCLIENT ADDR=::ffff:192.0.2.55 PORT=1024\r\n",
+     ""},
+    {"port 0 left out (Dovecot: Invalid parameters)",
+     0,
+     1,
+     X,
+     &PEER_NOPORT,
+     {DOVECOT_TRUSTED, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     "XCLIENT ADDR=192.0.2.55\r\n",
+     ""},
+    /* Sent without [XCLIENT] too: the answer decides. */
+    {"no [XCLIENT] in greeting, taken",
+     0,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_GREETING, DOVECOT_UPDATED},
+     B_SEND_DONE,
+     XC4,
+     ""},
+    {"lower-case answer", 0, 1, X, &PEER4, {"+OK\r\n", "+ok updated\n"}, B_SEND_DONE, XC4, ""},
+    /* mailedge not in login_trusted_networks: Dovecot says +OK and ignores it. */
+    {"not trusted: +OK ignoring",
+     0,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_GREETING, DOVECOT_UNTRUSTED},
+     B_SEND_FAIL,
+     XC4,
+     ""},
+    {"not trusted, implicit",
+     1,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_GREETING, DOVECOT_UNTRUSTED},
+     B_SEND_FAIL,
+     XC4,
+     DOVECOT_GREETING},
+    {"-ERR Invalid parameters",
+     0,
+     1,
+     X,
+     &PEER4,
+     {DOVECOT_TRUSTED, DOVECOT_BADPARAM},
+     B_SEND_FAIL,
+     XC4,
+     ""},
+    {"server without XCLIENT",
+     0,
+     1,
+     X,
+     &PEER4,
+     {COURIER_GREETING, "-ERR Invalid command.\r\n"},
+     B_SEND_FAIL,
+     XC4,
+     ""},
+    {"challenge for an answer", 0, 1, X, &PEER4, {DOVECOT_TRUSTED, "+ \r\n"}, B_SEND_FAIL, XC4, ""},
+    {"garbage for an answer", 0, 1, X, &PEER4, {DOVECOT_TRUSTED, "* OK\r\n"}, B_SEND_FAIL, XC4, ""},
+    {"empty answer", 0, 1, X, &PEER4, {DOVECOT_TRUSTED, "\r\n"}, B_SEND_FAIL, XC4, ""},
+    {"busy greeting: nothing sent",
+     0,
+     1,
+     X,
+     &PEER4,
+     {"-ERR [SYS/TEMP] Too many connections\r\n"},
+     {PROTO_B_FAIL},
+     "",
+     ""},
+    {"busy greeting, implicit: nothing to the client",
+     1,
+     1,
+     X,
+     &PEER4,
+     {"-ERR [SYS/TEMP] Too many connections\r\n"},
+     {PROTO_B_FAIL},
+     "",
+     ""},
+    /* Only numeric addresses go into the command line. */
+    {"address with CRLF", 0, 1, X, &PEER_INJECT, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"address with space", 0, 1, X, &PEER_SPACE, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"address with scope", 0, 1, X, &PEER_SCOPE, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"empty address", 0, 1, X, &PEER_EMPTY, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"no address", 0, 1, X, &PEER_NULL, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"bare number", 0, 1, X, &PEER_NUMBER, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    {"no peer", 0, 1, X, NULL, {DOVECOT_TRUSTED}, {PROTO_B_FAIL}, "", ""},
+    /* Identity off: unchanged (the core calls implicit listeners only with one). */
+    {"none, starttls", 0, 1, PROTO_IDENT_NONE, &PEER4, {DOVECOT_TRUSTED}, {PROTO_B_DONE}, "", ""},
+    {"none, implicit",
+     1,
+     1,
+     PROTO_IDENT_NONE,
+     &PEER4,
+     {DOVECOT_TRUSTED},
+     {PROTO_B_DONE},
+     "",
+     DOVECOT_TRUSTED},
+    {"IMAP ID is not POP3's",
+     1,
+     1,
+     PROTO_IDENT_IMAP_ID,
+     &PEER4,
+     {DOVECOT_GREETING},
+     {PROTO_B_DONE},
+     "",
+     DOVECOT_GREETING},
+};
+
+static void
+backend_line__dovecot_xclient_transcripts__sent_consumed_decided(void **state)
+{
+	char sent[2 * PROTO_OUT_MAX + 1];
+	struct proto_out tb, tc;
+	union pstate s;
+	size_t i, k, n;
+	(void)state;
+
+	for (i = 0; i < sizeof(xc_cases) / sizeof(xc_cases[0]); i++) {
+		const struct xc_case *c = &xc_cases[i];
+		struct proto_config cfg = config(c->tls ? E : M, NULL);
+		enum proto_bstep r = PROTO_B_MORE;
+
+		print_message("case %s\n", c->name);
+		cfg.implicit_tls = c->implicit;
+		cfg.identity = c->identity;
+		fresh(&s, &cfg, c->tls);
+		tc.len = 0;
+		n = 0;
+		for (k = 0; k < 3 && c->lines[k] != NULL; k++) {
+			r = bsay(&s, &cfg, c->peer, c->lines[k], &tb, &tc);
+			assert_int_equal(r, c->steps[k]);
+			memcpy(sent + n, tb.data, tb.len);
+			n += tb.len;
+		}
+		sent[n] = '\0';
+		assert_int_equal(r == PROTO_B_DONE || r == PROTO_B_FAIL, 1);
+		assert_string_equal(sent, c->to_backend);
+		assert_out(&tc, c->to_client);
+		/* Called again after the decision: a core bug, never a second XCLIENT. */
+		assert_int_equal(bsay(&s, &cfg, c->peer, DOVECOT_UPDATED, &tb, &tc), PROTO_B_FAIL);
+		assert_int_equal(tb.len, 0);
+	}
+}
+
+/* The XCLIENT answer arrives split from the greeting or with it: one line per call. */
+static void
+backend_line__xclient_answer_line_ending_variants__same_result(void **state)
+{
+	static const char *const ok[] = {"+OK Updated\r\n", "+OK Updated\n", "+OK", "+OK\r\n"};
+	static const char *const bad[] = {"-ERR Invalid parameters\n",
+	                                  "+OK You are not from "
+	                                  "trusted IP - ignoring\n",
+	                                  "+OK YOU ARE NOT FROM TRUSTED IP",
+	                                  "-ERR",
+	                                  "",
+	                                  "OK"};
+	struct proto_config cfg = config(E, NULL);
+	struct proto_out tb, tc;
+	union pstate s;
+	size_t i;
+	(void)state;
+
+	cfg.identity = X;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]) + sizeof(bad) / sizeof(bad[0]); i++) {
+		int good = i < sizeof(ok) / sizeof(ok[0]);
+		const char *a = good ? ok[i] : bad[i - sizeof(ok) / sizeof(ok[0])];
+
+		fresh(&s, &cfg, 1);
+		tc.len = 0;
+		assert_int_equal(bsay(&s, &cfg, &PEER4, "+OK [XCLIENT]\n", &tb, &tc), PROTO_B_SEND);
+		assert_int_equal(bsay(&s, &cfg, &PEER4, a, &tb, &tc),
+		                 good ? PROTO_B_DONE : PROTO_B_FAIL);
+		assert_int_equal(tb.len, 0);
+		assert_int_equal(tc.len, 0);
+	}
 }
 
 /* --- 3. relay filters --- */
@@ -489,25 +813,34 @@ released(const struct relay *r)
 	return r->rel[k];
 }
 
-/* tls: 1 under TLS, 0 plaintext `may`; implicit: the backend's greeting is relayed. */
+/* tls: 1 under TLS, 0 plaintext `may`; implicit: the backend's greeting is relayed.
+ * xreply: the backend's answer to XCLIENT (identity XCLIENT), or NULL (identity none).
+ * The backend dialogue runs as in the core: on implicit listeners only with an
+ * identity, and then what it gave the client goes first through the backend filter. */
 static void
 relay_setup(struct relay *r, int tls, int implicit, const char *client, const char *greeting,
-            const char *const *replies, size_t nreplies)
+            const char *xreply, const char *const *replies, size_t nreplies)
 {
+	struct proto_out tb, tc = {0};
 	size_t i, n = 0;
 
 	memset(r, 0, sizeof(*r));
 	r->cfg = config(tls ? E : M, NULL);
 	r->cfg.implicit_tls = implicit;
+	r->cfg.identity = xreply != NULL ? X : PROTO_IDENT_NONE;
 	fresh(&r->st, &r->cfg, tls);
-	if (!implicit) {
-		struct proto_out o = {0};
-		assert_int_equal(P->backend_line(&r->st, &r->cfg, greeting, strlen(greeting), &o),
-		                 PROTO_B_DONE);
-	} else {
-		n = strlen(greeting);
-		memcpy(r->bsrc, greeting, n);
-	}
+	if (xreply != NULL) {
+		assert_int_equal(bsay(&r->st, &r->cfg, &PEER6, greeting, &tb, &tc), PROTO_B_SEND);
+		assert_out(&tb, "XCLIENT ADDR=2001:db8::7 PORT=40001\r\n");
+		assert_int_equal(bsay(&r->st, &r->cfg, &PEER6, xreply, &tb, &tc), PROTO_B_DONE);
+		assert_int_equal(tb.len, 0);
+	} else if (!implicit)
+		assert_int_equal(bsay(&r->st, &r->cfg, &PEER6, greeting, &tb, &tc), PROTO_B_DONE);
+	else
+		proto_out_add(&tc, greeting, strlen(greeting));
+	assert_int_equal(tc.len, implicit ? strlen(greeting) : 0);
+	n = tc.len;
+	memcpy(r->bsrc, tc.data, n);
 	assert_true(nreplies < 64);
 	r->rel[0] = n;
 	for (i = 0; i < nreplies; i++) {
@@ -541,6 +874,7 @@ relay_run(struct relay *r)
 struct relay_case {
 	int tls, implicit;
 	const char *greeting;
+	const char *xreply; /* identity XCLIENT: the answer to it; NULL: identity none */
 	const char *client;
 	const char *replies[24];
 	const char *want_c; /* what the backend gets */
@@ -654,11 +988,73 @@ static const struct relay_case plain_case = {
               "+OK message follows\r\nSTLS\r\n.\n+OK Farewell.\r\n",
 };
 
+/* A client's XCLIENT/XOIP, in every spelling Dovecot's pop3-login would run, never
+ * reaches the backend; each is answered in its place in the reply order, like STLS. */
+static const struct relay_case xclient_refused_case = {
+    .tls = 1,
+    .greeting = DOVECOT_TRUSTED,
+    .xreply = DOVECOT_UPDATED,
+    .client = "USER alice\r\nXCLIENT ADDR=198.51.100.66 PORT=1\r\nPASS secret\r\n"
+              "xoip 198.51.100.66\r\nSTLS\r\nXC\rLIENT ADDR=198.51.100.66\r\n"
+              " XClient\tADDR=198.51.100.66\nXCLIEN\rTZ ADDR=198.51.100.66\r\n"
+              "XCLIENT\r\nSTAT\r\nQUIT\r\n",
+    .replies = {"+OK\r\n", "+OK Logged in.\r\n", "+OK 0 0\r\n", "+OK Logging out.\r\n"},
+    .want_c = "USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n",
+    .want_b = "+OK\r\n-ERR Unknown command.\r\n+OK Logged in.\r\n"
+              "-ERR Unknown command.\r\n-ERR TLS is already active.\r\n"
+              "-ERR Unknown command.\r\n-ERR Unknown command.\r\n"
+              "-ERR Unknown command.\r\n-ERR Unknown command.\r\n"
+              "+OK 0 0\r\n+OK Logging out.\r\n",
+};
+
+/* Implicit TLS with XCLIENT: the client gets the backend's greeting (without the
+ * [XCLIENT] code, APOP timestamp intact), never the XCLIENT answer; a STLS and an
+ * XCLIENT sent before the greeting arrived are answered after it. */
+static const struct relay_case implicit_xclient_case = {
+    .tls = 1,
+    .implicit = 1,
+    .greeting = DOVECOT_TRUSTED_APOP,
+    .xreply = DOVECOT_UPDATED,
+    .client = "STLS\r\nXCLIENT ADDR=198.51.100.66\r\nCAPA\r\nQUIT\r\n",
+    .replies = {DOVECOT_CAPA, "+OK Logging out.\r\n"},
+    .want_c = "CAPA\r\nQUIT\r\n",
+    .want_b = "+OK Dovecot (Debian) ready. "
+              "<5f3a.2.6650a1b2.q1mUt2Yd1oe9v6HsXb0K3w==@mail.example.test>\r\n"
+              "-ERR TLS is already active.\r\n-ERR Unknown command.\r\n"
+              "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n"
+              "USER\r\nSASL PLAIN\r\n.\r\n+OK Logging out.\r\n",
+};
+
+/* Implicit TLS without an identity (PROXY header, or none), Dovecot trusting mailedge:
+ * the greeting comes through the relay, and [XCLIENT] goes there too. */
+static const struct relay_case implicit_trusted_case = {
+    .tls = 1,
+    .implicit = 1,
+    .greeting = DOVECOT_TRUSTED,
+    .client = "XCLIENT ADDR=198.51.100.66\r\nQUIT\r\n",
+    .replies = {"+OK Logging out.\r\n"},
+    .want_c = "QUIT\r\n",
+    .want_b = "+OK Dovecot (Debian) ready.\r\n-ERR Unknown command.\r\n"
+              "+OK Logging out.\r\n",
+};
+
+/* Plaintext `may` with XCLIENT: the backend's greeting and XCLIENT answer are both
+ * swallowed (the client had mailedge's greeting). */
+static const struct relay_case plain_xclient_case = {
+    .tls = 0,
+    .greeting = DOVECOT_TRUSTED,
+    .xreply = DOVECOT_UPDATED,
+    .client = "USER alice\r\nXOIP 198.51.100.66\r\nPASS x\r\nQUIT\r\n",
+    .replies = {"+OK\r\n", "+OK Logged in.\r\n", "+OK Logging out.\r\n"},
+    .want_c = "USER alice\r\nPASS x\r\nQUIT\r\n",
+    .want_b = "+OK\r\n-ERR Unknown command.\r\n+OK Logged in.\r\n+OK Logging out.\r\n",
+};
+
 static const struct relay_case *const relay_cases[] = {
-    &session_case,
-    &auth_case,
-    &implicit_case,
-    &plain_case,
+    &session_case,          &auth_case,
+    &implicit_case,         &plain_case,
+    &xclient_refused_case,  &implicit_xclient_case,
+    &implicit_trusted_case, &plain_xclient_case,
 };
 
 static void
@@ -667,7 +1063,8 @@ run_case(const struct relay_case *c, size_t csplit, size_t cstep, size_t bsplit,
 {
 	static struct relay r;
 
-	relay_setup(&r, c->tls, c->implicit, c->client, c->greeting, c->replies, nrep(c));
+	relay_setup(&r, c->tls, c->implicit, c->client, c->greeting, c->xreply, c->replies,
+	            nrep(c));
 	r.c.split = csplit;
 	r.c.step = cstep;
 	r.b.split = bsplit;
@@ -740,12 +1137,12 @@ struct duplex {
 static void
 duplex_setup(struct duplex *d, int tls)
 {
-	struct proto_out o = {0};
+	struct proto_out o, oc = {0};
 
 	memset(d, 0, sizeof(*d));
 	d->cfg = config(tls ? E : M, NULL);
 	fresh(&d->st, &d->cfg, tls);
-	assert_int_equal(P->backend_line(&d->st, &d->cfg, "+OK\r\n", 5, &o), PROTO_B_DONE);
+	assert_int_equal(bsay(&d->st, &d->cfg, &PEER4, "+OK\r\n", &o, &oc), PROTO_B_DONE);
 }
 
 /* Append, filter, return the final bytes as a string, keep the rest. */
@@ -1067,7 +1464,7 @@ backend_filter__big_body_small_buffer__untouched(void **state)
 	replies[0] = body;
 	replies[1] = "+OK bye\r\n";
 	snprintf(want, sizeof(want), "%s%s+OK bye\r\n", body, REFUSE_TLS);
-	relay_setup(&r, 1, 0, client, "+OK\r\n", replies, 2);
+	relay_setup(&r, 1, 0, client, "+OK\r\n", NULL, replies, 2);
 	r.c.size = r.b.size = 100;
 	r.b.step = 37;
 	relay_run(&r);
@@ -1094,6 +1491,100 @@ backend_filter__greeting__expected_only_when_not_swallowed(void **state)
 	assert_string_equal(dx(&d, 1, "", 0), "");
 	assert_string_equal(dx(&d, 1, "+OK ready\r\n", 0),
 	                    "+OK ready\r\n-ERR TLS is already active.\r\n");
+}
+
+/* The greeting's [XCLIENT] code goes, only there, only as a whole word. */
+struct greet_case {
+	const char *greeting, *want;
+};
+
+static const struct greet_case greet_cases[] = {
+    {"+OK [XCLIENT] Dovecot ready.\r\n", "+OK Dovecot ready.\r\n"},
+    {"+OK [XCLIENT]\r\n", "+OK\r\n"},
+    {"+OK [XCLIENT]\n", "+OK\n"},
+    {"+ok [xclient] hi\r\n", "+ok hi\r\n"},
+    {"+OK [XCLIENT]  two blanks\r\n", "+OK  two blanks\r\n"},
+    {"+OK [XCLIENTX] hi\r\n", "+OK [XCLIENTX] hi\r\n"},
+    {"+OK [XCLIENT]x\r\n", "+OK [XCLIENT]x\r\n"},
+    {"+OK  [XCLIENT] hi\r\n", "+OK  [XCLIENT] hi\r\n"},
+    {"+OK hi [XCLIENT]\r\n", "+OK hi [XCLIENT]\r\n"},
+    {"+OK [XCLIENT", "+OK [XCLIENT"},
+    {"-ERR [XCLIENT] busy\r\n", "-ERR [XCLIENT] busy\r\n"},
+};
+
+static void
+backend_filter__greeting_xclient_code__removed_only_there(void **state)
+{
+	size_t i;
+	(void)state;
+
+	for (i = 0; i < sizeof(greet_cases) / sizeof(greet_cases[0]); i++) {
+		struct duplex d;
+		const char *g = greet_cases[i].greeting;
+
+		print_message("case %zu: %s", i, g);
+		memset(&d, 0, sizeof(d));
+		d.cfg = config(E, NULL);
+		d.cfg.implicit_tls = 1;
+		fresh(&d.st, &d.cfg, 1);
+		/* Whole, then cut at every byte (stuck only where the line cannot end). */
+		assert_string_equal(dx(&d, 1, g, strchr(g, '\n') == NULL), greet_cases[i].want);
+		if (strchr(g, '\n') != NULL) {
+			size_t k, n = strlen(g);
+			for (k = 1; k < n; k++) {
+				char a[64], got[128] = "";
+				memset(&d, 0, sizeof(d));
+				d.cfg = config(E, NULL);
+				d.cfg.implicit_tls = 1;
+				fresh(&d.st, &d.cfg, 1);
+				memcpy(a, g, k);
+				a[k] = '\0';
+				strcat(got, dx(&d, 1, a, 0));
+				strcat(got, dx(&d, 1, g + k, 0));
+				assert_string_equal(got, greet_cases[i].want);
+			}
+		}
+		/* After the greeting, a reply saying [XCLIENT] is the backend's business. */
+		dx(&d, 0, "NOOP\r\n", 0);
+		assert_string_equal(dx(&d, 1, "+OK [XCLIENT] x\r\n", 0), "+OK [XCLIENT] x\r\n");
+	}
+}
+
+/* Full buffer cutting a client line before its first word ended: a word that can still
+ * become XCLIENT/XOIP is dropped with its line and refused like one. */
+static void
+client_filter__stuck_partial_xclient__dropped_and_refused(void **state)
+{
+	static char longl[HBUF];
+	struct duplex d;
+	(void)state;
+
+	duplex_setup(&d, 1);
+	assert_string_equal(dx(&d, 0, "XCL", 1), "");
+	assert_int_equal(d.clen, 0);
+	assert_string_equal(dx(&d, 0, "IENT ADDR=198.51.100.66\r\nSTAT\r\n", 0), "");
+	assert_string_equal(dx(&d, 1, "", 0), ERR_UNKNOWN);
+	assert_string_equal(dx(&d, 0, "", 0), "STAT\r\n");
+	assert_string_equal(dx(&d, 1, "+OK 0 0\r\n", 0), "+OK 0 0\r\n");
+
+	/* Dovecot's reading, CRs skipped: "X\rO" could still be XOIP. */
+	assert_string_equal(dx(&d, 0, "X\rO", 1), "");
+	assert_string_equal(dx(&d, 0, "IP 198.51.100.66\r\n", 0), "");
+	assert_string_equal(dx(&d, 1, "", 0), ERR_UNKNOWN);
+
+	/* A long XCLIENT line filling the buffer is dropped whole. */
+	memset(longl, 'a', sizeof(longl) - 1);
+	memcpy(longl, "XCLIENT ADDR=", 13);
+	assert_string_equal(dx(&d, 0, longl, 1), "");
+	assert_int_equal(d.clen, 0);
+	assert_string_equal(dx(&d, 0, "aa\r\nNOOP\r\n", 0), "");
+	assert_string_equal(dx(&d, 1, "", 0), ERR_UNKNOWN);
+	assert_string_equal(dx(&d, 0, "", 0), "NOOP\r\n");
+
+	/* Stuck words that cannot be a refused verb any more pass. */
+	assert_string_equal(dx(&d, 0, "XCLIENTS", 1), "XCLIENTS");
+	assert_string_equal(dx(&d, 0, "\r\n", 0), "\r\n");
+	assert_string_equal(dx(&d, 0, "XA", 1), "XA");
 }
 
 /* --- 4. probe --- */
@@ -1218,6 +1709,8 @@ main(void)
 	    cmocka_unit_test(capa__backend_lists__filtered_per_level),
 	    cmocka_unit_test(capa__huge_backend_list__bounded_and_terminated),
 	    cmocka_unit_test(backend_line__greetings__done_or_fail_and_nothing_sent),
+	    cmocka_unit_test(backend_line__dovecot_xclient_transcripts__sent_consumed_decided),
+	    cmocka_unit_test(backend_line__xclient_answer_line_ending_variants__same_result),
 	    cmocka_unit_test(filters__sessions_whole__expected_streams),
 	    cmocka_unit_test(filters__sessions_split_at_every_byte__same_streams),
 	    cmocka_unit_test(filters__small_buffers__same_streams),
@@ -1235,6 +1728,8 @@ main(void)
 	    cmocka_unit_test(backend_filter__reply_kinds__bodies_only_after_ok),
 	    cmocka_unit_test(backend_filter__big_body_small_buffer__untouched),
 	    cmocka_unit_test(backend_filter__greeting__expected_only_when_not_swallowed),
+	    cmocka_unit_test(backend_filter__greeting_xclient_code__removed_only_there),
+	    cmocka_unit_test(client_filter__stuck_partial_xclient__dropped_and_refused),
 	    cmocka_unit_test(probe__real_transcripts__caps_learned),
 	    cmocka_unit_test(probe__small_caps_buffer__whole_lines_only),
 	    cmocka_unit_test(probe__learned_caps__offered_before_tls),

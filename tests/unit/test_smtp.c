@@ -15,9 +15,18 @@
 
 static const struct protocol *const P = &protocol_smtp;
 
-static const struct proto_config cfg_may = {PROTO_LEVEL_MAY, 0, HOST, NULL, NULL};
-static const struct proto_config cfg_enc = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL};
-static const struct proto_config cfg_implicit = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL};
+static const struct proto_config cfg_may = {PROTO_LEVEL_MAY, 0, HOST, NULL, NULL, PROTO_IDENT_NONE};
+static const struct proto_config cfg_enc = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL,
+                                            PROTO_IDENT_NONE};
+static const struct proto_config cfg_implicit = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL,
+                                                 PROTO_IDENT_NONE};
+/* backends with client_identity = xclient */
+static const struct proto_config cfg_x_may = {PROTO_LEVEL_MAY,    0, HOST, NULL, NULL,
+                                              PROTO_IDENT_XCLIENT};
+static const struct proto_config cfg_x_enc = {PROTO_LEVEL_ENCRYPT, 0, HOST, NULL, NULL,
+                                              PROTO_IDENT_XCLIENT};
+static const struct proto_config cfg_x_implicit = {PROTO_LEVEL_ENCRYPT, 1, HOST, NULL, NULL,
+                                                   PROTO_IDENT_XCLIENT};
 
 static _Alignas(max_align_t) unsigned char state[8192];
 static _Alignas(max_align_t) unsigned char fresh[8192];
@@ -63,6 +72,21 @@ line(void *st, const struct proto_config *cfg, const char *l, size_t n, struct p
 {
 	out->len = 0;
 	return P->client_line(st, cfg, l, n, out);
+}
+
+static const struct proto_peer peer4 = {"203.0.113.7", 50123, "192.0.2.25", 465, 1};
+
+/* One backend line, as the core hands it over; outside implicit TLS nothing may be
+ * passed on to the client. */
+static enum proto_bstep
+backend(void *st, const struct proto_config *c, const char *l, size_t n, struct proto_out *out)
+{
+	struct proto_out to_client = {0};
+	enum proto_bstep r = P->backend_line(st, c, &peer4, l, n, out, &to_client);
+
+	if (!c->implicit_tls)
+		assert_int_equal(to_client.len, 0);
+	return r;
 }
 
 #define assert_out(out, s)                                                                         \
@@ -330,7 +354,7 @@ starttls__pipelined_after_it__starttls_at_first_line_and_state_forgotten(void **
 	P->init(fresh, &cfg_may, 1);
 	assert_memory_equal(state, fresh, P->state_size);
 	/* the EHLO name is gone: nothing to replay to the backend */
-	assert_int_equal(P->backend_line(st, &cfg_may, S("220 b ESMTP\r\n"), &bout), PROTO_B_DONE);
+	assert_int_equal(backend(st, &cfg_may, S("220 b ESMTP\r\n"), &bout), PROTO_B_DONE);
 	assert_int_equal(bout.len, 0);
 	/* and nothing pre-TLS answers any more; a second STARTTLS goes to the filter */
 	assert_int_equal(line(st, &cfg_may, S("STARTTLS\r\n"), &out), PROTO_CLOSE);
@@ -372,8 +396,7 @@ run_backend(void *st, const struct proto_config *c, const struct bline *b, size_
 
 	for (size_t i = 0; i < n; i++) {
 		out.len = 0;
-		assert_int_equal(P->backend_line(st, c, b[i].line, strlen(b[i].line), &out),
-		                 b[i].step);
+		assert_int_equal(backend(st, c, b[i].line, strlen(b[i].line), &out), b[i].step);
 		assert_out(&out, b[i].send);
 	}
 }
@@ -419,7 +442,7 @@ backend__failure_greeting__fails(void **unused)
 		struct proto_out out = {0};
 
 		assert_int_equal(
-		    P->backend_line(st_init(&cfg_enc, 1), &cfg_enc, bad[i], strlen(bad[i]), &out),
+		    backend(st_init(&cfg_enc, 1), &cfg_enc, bad[i], strlen(bad[i]), &out),
 		    PROTO_B_FAIL);
 	}
 	/* a later line of a multi-line greeting turning bad */
@@ -484,9 +507,271 @@ backend__longest_ehlo_line__replayed_byte_for_byte(void **unused)
 	assert_int_equal(line(st, &cfg_may, S("HELP\r\n"), &out), PROTO_BACKEND);
 	memcpy(want, l, P->max_line);
 	out.len = 0;
-	assert_int_equal(P->backend_line(st, &cfg_may, S("220 b\r\n"), &out), PROTO_B_SEND);
+	assert_int_equal(backend(st, &cfg_may, S("220 b\r\n"), &out), PROTO_B_SEND);
 	assert_int_equal(out.len, P->max_line);
 	assert_memory_equal(out.data, want, P->max_line);
+}
+
+/* --- backend dialogue with XCLIENT (Postfix 3.7, smtpd_authorized_xclient_hosts) --- */
+
+#define PF_BANNER "220 mail.example.test ESMTP Postfix (Debian/GNU)\r\n"
+#define X4        "XCLIENT ADDR=203.0.113.7 PORT=50123 NAME=[UNAVAILABLE]"
+#define R550X     "550 5.7.0 Error: insufficient authorization\r\n"
+
+static const struct proto_peer peer6 = {"2001:db8::7", 41000, "2001:db8::25", 465, 1};
+static const struct proto_peer peer6_long = {"2001:0DB8:0000:0000:0000:0000:0000:0007", 41000,
+                                             "2001:db8::25", 465, 1};
+static const struct proto_peer peer_mapped = {"::ffff:203.0.113.7", 50123, "::", 465, 1};
+static const struct proto_peer peer_scoped = {"fe80::1%eth0", 50123, "fe80::25", 465, 1};
+static const struct proto_peer peer_bogus = {"mx.example.org", 0, NULL, 0, 1};
+
+/* HELO names for xtext and length: 20 characters, each "+." (xtext "+2B.") */
+#define PD10  "+.+.+.+.+.+.+.+.+.+."
+#define PD10X "+2B.+2B.+2B.+2B.+2B.+2B.+2B.+2B.+2B.+2B."
+#define LONG_HELO                                                                                  \
+	"h" PD10 PD10 PD10 PD10 PD10 PD10 PD10 PD10 PD10 PD10 PD10 PD10 /* 241, xtext 481 */
+#define LONG_HELO_X "h" PD10X PD10X PD10X PD10X PD10X PD10X PD10X PD10X PD10X PD10X PD10X PD10X
+#define P50         "++++++++++++++++++++++++++++++++++++++++++++++++++"
+#define PLUS_HELO   P50 P50 P50 P50 P50 /* 250 characters, xtext 750: never fits */
+#define A50         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HUGE_HELO   A50 A50 A50 A50 A50 A50 /* 300: Postfix answers XCLIENT HELO= with 501 */
+
+/* A backend session, as mailedge sees it: "S:" the backend's lines (one call each),
+ * "C:" what mailedge must have sent after the S: entry before it. */
+struct xcase {
+	const char *name;
+	const struct proto_config *cfg;
+	int tls;
+	const char *hello; /* plaintext: the client's EHLO/HELO before MAIL */
+	const struct proto_peer *peer;
+	const char *const *t;
+	enum proto_bstep end;
+	const char *to_client;
+};
+
+#define T(...)    ((const char *const[]){__VA_ARGS__, NULL})
+#define S_EHLO_PF "S:" POSTFIX_EHLO_XCLIENT /* with XCLIENT */
+#define XSESSION(xclient)                                                                          \
+	"S:" PF_BANNER, "C:EHLO " HOST "\r\n", S_EHLO_PF, "C:" xclient "\r\n", "S:" PF_BANNER
+
+static const struct xcase xcases[] = {
+    {"starttls listener under TLS", &cfg_x_enc, 1, NULL, &peer4, T(XSESSION(X4)), PROTO_B_DONE, ""},
+    {"may listener under TLS", &cfg_x_may, 1, NULL, &peer4, T(XSESSION(X4)), PROTO_B_DONE, ""},
+    {"plaintext may after EHLO: replayed", &cfg_x_may, 0, "EHLO client.example.org\r\n", &peer4,
+     T(XSESSION(X4 " HELO=client.example.org PROTO=ESMTP"), "C:EHLO client.example.org\r\n",
+       "S:" POSTFIX_EHLO_XCLIENT),
+     PROTO_B_DONE, ""},
+    {"plaintext may after HELO: replayed", &cfg_x_may, 0, "helo client.example.org\r\n", &peer4,
+     T(XSESSION(X4 " HELO=client.example.org PROTO=SMTP"), "C:HELO client.example.org\r\n",
+       "S:250 mail.example.test\r\n"),
+     PROTO_B_DONE, ""},
+    {"plaintext may, no EHLO yet: nothing to replay", &cfg_x_may, 0, NULL, &peer4, T(XSESSION(X4)),
+     PROTO_B_DONE, ""},
+    {"implicit TLS: the new greeting to the client", &cfg_x_implicit, 1, NULL, &peer4,
+     T(XSESSION(X4)), PROTO_B_DONE, PF_BANNER},
+    {"implicit TLS: every line of it, byte-exact", &cfg_x_implicit, 1, NULL, &peer4,
+     T("S:220-first.example.test ESMTP\r\n220 before XCLIENT\r\n", "C:EHLO " HOST "\r\n",
+       "S:250-mail.example.test\r\n250 XCLIENT ADDR PORT\r\n",
+       "C:XCLIENT ADDR=203.0.113.7 PORT=50123\r\n",
+       "S:220-mail.example.test ESMTP Postfix\r\n220-bare LF\n220 last\r\n"),
+     PROTO_B_DONE, "220-mail.example.test ESMTP Postfix\r\n220-bare LF\n220 last\r\n"},
+    {"implicit TLS: an old-style 250 to XCLIENT keeps the greeting", &cfg_x_implicit, 1, NULL,
+     &peer4,
+     T("S:220 first\r\n", "C:EHLO " HOST "\r\n", "S:250-h\r\n250 XCLIENT ADDR\r\n",
+       "C:XCLIENT ADDR=203.0.113.7\r\n", "S:250 Ok\r\n"),
+     PROTO_B_DONE, "220 first\r\n"},
+    {"IPv6 client", &cfg_x_enc, 1, NULL, &peer6,
+     T(XSESSION("XCLIENT ADDR=IPV6:2001:db8::7 PORT=41000 NAME=[UNAVAILABLE]")), PROTO_B_DONE, ""},
+    {"IPv6 client, long form", &cfg_x_enc, 1, NULL, &peer6_long,
+     T(XSESSION("XCLIENT ADDR=IPV6:2001:db8::7 PORT=41000 NAME=[UNAVAILABLE]")), PROTO_B_DONE, ""},
+    {"IPv4 client on a dual-stack socket", &cfg_x_enc, 1, NULL, &peer_mapped, T(XSESSION(X4)),
+     PROTO_B_DONE, ""},
+    {"link-local client: scope left out", &cfg_x_enc, 1, NULL, &peer_scoped,
+     T(XSESSION("XCLIENT ADDR=IPV6:fe80::1 PORT=50123 NAME=[UNAVAILABLE]")), PROTO_B_DONE, ""},
+    {"address unknown: never mailedge's own", &cfg_x_enc, 1, NULL, &peer_bogus,
+     T(XSESSION("XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] NAME=[UNAVAILABLE]")), PROTO_B_DONE,
+     ""},
+    {"no peer at all", &cfg_x_enc, 1, NULL, NULL,
+     T(XSESSION("XCLIENT ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE] NAME=[UNAVAILABLE]")), PROTO_B_DONE,
+     ""},
+    {"xtext: + and =", &cfg_x_may, 0, "EHLO a+b=c\r\n", &peer4,
+     T(XSESSION(X4 " HELO=a+2Bb+3Dc PROTO=ESMTP"), "C:EHLO a+b=c\r\n", "S:250 h\r\n"), PROTO_B_DONE,
+     ""},
+    {"xtext: non-ASCII", &cfg_x_may, 0, "EHLO t\xc3\xabst.example\r\n", &peer4,
+     T(XSESSION(X4 " HELO=t+C3+ABst.example PROTO=ESMTP"), "C:EHLO t\xc3\xabst.example\r\n",
+       "S:250 h\r\n"),
+     PROTO_B_DONE, ""},
+    {"xtext: blanks inside, trailing ones dropped", &cfg_x_may, 0, "EHLO two\twords  \r\n", &peer4,
+     T(XSESSION(X4 " HELO=two+09words PROTO=ESMTP"), "C:EHLO two\twords  \r\n", "S:250 h\r\n"),
+     PROTO_B_DONE, ""},
+    {"no XCLIENT offered, under TLS: carry on", &cfg_x_enc, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:" POSTFIX_EHLO), PROTO_B_DONE, ""},
+    {"no XCLIENT offered, plaintext: replayed", &cfg_x_may, 0, "EHLO c.example\r\n", &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:" POSTFIX_EHLO, "C:EHLO c.example\r\n",
+       "S:" POSTFIX_EHLO),
+     PROTO_B_DONE, ""},
+    {"no XCLIENT offered, implicit: the first greeting", &cfg_x_implicit, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:" POSTFIX_EHLO), PROTO_B_DONE, PF_BANNER},
+    {"XCLIENT without ADDR: not used", &cfg_x_enc, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:250-h\r\n250 XCLIENT NAME HELO PROTO\r\n"),
+     PROTO_B_DONE, ""},
+    {"XCLIENT as the host name line: not an offer", &cfg_x_enc, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:250-XCLIENT ADDR\r\n250 SIZE\r\n"), PROTO_B_DONE,
+     ""},
+    {"only the attributes offered, any case", &cfg_x_may, 0, "EHLO c\r\n", &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", "S:250-h\r\n250 xclient addr\tHelo FOO\r\n",
+       "C:XCLIENT ADDR=203.0.113.7 HELO=c\r\n", "S:" PF_BANNER, "C:EHLO c\r\n", "S:250 h\r\n"),
+     PROTO_B_DONE, ""},
+    {"XCLIENT refused: fail closed", &cfg_x_enc, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", S_EHLO_PF, "C:" X4 "\r\n", "S:" R550X), PROTO_B_FAIL,
+     ""},
+    {"XCLIENT syntax error: fail", &cfg_x_may, 0, "EHLO c\r\n", &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", S_EHLO_PF, "C:" X4 " HELO=c PROTO=ESMTP\r\n",
+       "S:501 5.5.4 Bad HELO syntax\r\n"),
+     PROTO_B_FAIL, ""},
+    {"XCLIENT: connection rejected", &cfg_x_implicit, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n", S_EHLO_PF, "C:" X4 "\r\n",
+       "S:554 5.7.1 <unknown[203.0.113.7]>: Client host rejected: Access denied\r\n"),
+     PROTO_B_FAIL, ""},
+    {"our EHLO refused: fail", &cfg_x_enc, 1, NULL, &peer4,
+     T("S:" PF_BANNER, "C:EHLO " HOST "\r\n",
+       "S:421 4.7.0 mail.example.test Error: too many errors\r\n"),
+     PROTO_B_FAIL, ""},
+    {"too long for one command: ADDR first, then HELO and PROTO", &cfg_x_may, 0,
+     "EHLO " LONG_HELO "\r\n", &peer4,
+     T(XSESSION(X4), "C:XCLIENT HELO=" LONG_HELO_X " PROTO=ESMTP\r\n", "S:" PF_BANNER,
+       "C:EHLO " LONG_HELO "\r\n", "S:250 h\r\n"),
+     PROTO_B_DONE, ""},
+    {"HELO too long even alone: left out", &cfg_x_may, 0, "EHLO " PLUS_HELO "\r\n", &peer4,
+     T(XSESSION(X4 " PROTO=ESMTP"), "C:EHLO " PLUS_HELO "\r\n", "S:250 h\r\n"), PROTO_B_DONE, ""},
+    {"HELO longer than Postfix takes: left out", &cfg_x_may, 0, "HELO " HUGE_HELO "\r\n", &peer4,
+     T(XSESSION(X4 " PROTO=SMTP"), "C:HELO " HUGE_HELO "\r\n", "S:250 h\r\n"), PROTO_B_DONE, ""},
+    {"identity none: greeting swallowed, no EHLO", &cfg_enc, 1, NULL, &peer4, T("S:" PF_BANNER),
+     PROTO_B_DONE, ""},
+};
+
+/* Every line mailedge sends is a complete command line within RFC 5321's 512 bytes. */
+static void
+check_commands(const char *name, const struct proto_out *out)
+{
+	const char *p = out->data, *end = out->data + out->len, *lf;
+
+	for (; p < end; p = lf + 1) {
+		lf = memchr(p, '\n', (size_t)(end - p));
+		if (lf == NULL || lf == p || lf[-1] != '\r' || lf - p + 1 > 512)
+			fail_msg("%s: bad command '%.*s'", name, (int)(end - p), p);
+	}
+}
+
+static void
+run_xcase(const struct xcase *x)
+{
+	struct proto_out out, to_client = {0};
+	char want[PROTO_OUT_MAX];
+	const char *const *t = x->t;
+	enum proto_bstep r = PROTO_B_MORE, expect;
+	void *st = st_init(x->cfg, x->tls);
+
+	if (x->hello != NULL)
+		assert_int_equal(line(st, x->cfg, x->hello, strlen(x->hello), &out),
+		                 PROTO_CONTINUE);
+	if (!x->tls)
+		assert_int_equal(line(st, x->cfg, S("MAIL FROM:<a@example.org>\r\n"), &out),
+		                 PROTO_BACKEND);
+	while (*t != NULL) {
+		const char *p = *t + 2, *lf;
+		size_t wlen = 0;
+
+		if (strncmp(*t, "S:", 2) != 0)
+			fail_msg("%s: transcript out of step at '%s'", x->name, *t);
+		for (t++; *t != NULL && strncmp(*t, "C:", 2) == 0; t++) {
+			memcpy(want + wlen, *t + 2, strlen(*t + 2));
+			wlen += strlen(*t + 2);
+		}
+		/* one call per line; only the last line of an S: entry may answer */
+		for (; *p != '\0'; p = lf + 1) {
+			if ((lf = strchr(p, '\n')) == NULL)
+				fail_msg("%s: unterminated line '%s'", x->name, p);
+			out.len = 0;
+			r = P->backend_line(st, x->cfg, x->peer, p, (size_t)(lf - p) + 1, &out,
+			                    &to_client);
+			if (lf[1] != '\0') {
+				if (r != PROTO_B_MORE || out.len != 0)
+					fail_msg("%s: '%.*s' answered early", x->name,
+					         (int)(lf - p), p);
+				continue;
+			}
+			expect = wlen > 0 ? PROTO_B_SEND : *t != NULL ? PROTO_B_MORE : x->end;
+			if (out.len != wlen || memcmp(out.data, want, wlen) != 0)
+				fail_msg("%s: after '%.*s'\n sent '%.*s'\n want '%.*s'", x->name,
+				         (int)(lf - p), p, (int)out.len, out.data, (int)wlen, want);
+			if (r != expect)
+				fail_msg("%s: after '%.*s' step %d, want %d", x->name,
+				         (int)(lf - p), p, r, expect);
+			check_commands(x->name, &out);
+		}
+	}
+	assert_int_equal(r, x->end);
+	if (to_client.len != strlen(x->to_client) ||
+	    memcmp(to_client.data, x->to_client, to_client.len) != 0)
+		fail_msg("%s: to client '%.*s', want '%s'", x->name, (int)to_client.len,
+		         to_client.data, x->to_client);
+	/* nothing after the dialogue is taken for it */
+	out.len = 0;
+	if (x->end == PROTO_B_DONE && P->backend_line(st, x->cfg, x->peer, S("250 late\r\n"), &out,
+	                                              &to_client) != PROTO_B_FAIL)
+		fail_msg("%s: a line after DONE was taken", x->name);
+}
+
+static void
+backend_xclient__postfix_transcripts__commands_and_results_as_listed(void **unused)
+{
+	(void)unused;
+	for (size_t i = 0; i < sizeof(xcases) / sizeof(xcases[0]); i++)
+		run_xcase(&xcases[i]);
+}
+
+/* Lines that did not fit are left out; the greeting still ends where the client expects. */
+static void
+backend_xclient__implicit_greeting_too_big__complete_reply(void **unused)
+{
+	static char big[700];
+	struct proto_out out, to_client = {0};
+	void *st = st_init(&cfg_x_implicit, 1);
+
+	(void)unused;
+	memset(big, 'g', sizeof(big));
+	memcpy(big, "220-", 4);
+	memcpy(big + sizeof(big) - 2, "\r\n", 2);
+	assert_int_equal(
+	    P->backend_line(st, &cfg_x_implicit, &peer4, big, sizeof(big), &out, &to_client),
+	    PROTO_B_MORE);
+	assert_int_equal(
+	    P->backend_line(st, &cfg_x_implicit, &peer4, big, sizeof(big), &out, &to_client),
+	    PROTO_B_MORE);
+	out.len = 0;
+	assert_int_equal(
+	    P->backend_line(st, &cfg_x_implicit, &peer4, S("220 end\r\n"), &out, &to_client),
+	    PROTO_B_SEND);
+	assert_out(&out, "EHLO " HOST "\r\n");
+	assert_int_equal(
+	    P->backend_line(st, &cfg_x_implicit, &peer4, S("250 h\r\n"), &out, &to_client),
+	    PROTO_B_DONE);
+	assert_int_equal(to_client.len, sizeof(big));
+	assert_memory_equal(to_client.data, "220 ", 4);
+	assert_memory_equal(to_client.data + 4, big + 4, sizeof(big) - 4);
+	/* the greeting of a backend that sends only an overlong one: ours */
+	st = st_init(&cfg_x_implicit, 1);
+	to_client.len = 0;
+	static char huge[2000];
+	memset(huge, 'g', sizeof(huge));
+	memcpy(huge, "220 ", 4);
+	memcpy(huge + sizeof(huge) - 2, "\r\n", 2);
+	P->backend_line(st, &cfg_x_implicit, &peer4, huge, sizeof(huge), &out, &to_client);
+	assert_int_equal(
+	    P->backend_line(st, &cfg_x_implicit, &peer4, S("250 h\r\n"), &out, &to_client),
+	    PROTO_B_DONE);
+	assert_out(&to_client, "220 " HOST " ESMTP ready\r\n");
 }
 
 /* --- relay filters, through a simulated core --- */
@@ -710,7 +995,7 @@ relay__may_plaintext__502_and_chunking_from_replay(void **unused)
 		for (i = 0; (lf = strchr(b, '\n')) != NULL; b = lf + 1, i++) {
 			out.len = 0;
 			enum proto_bstep r =
-			    P->backend_line(s->st, &cfg_may, b, (size_t)(lf - b) + 1, &out);
+			    backend(s->st, &cfg_may, b, (size_t)(lf - b) + 1, &out);
 			assert_int_equal(r, i == 0  ? PROTO_B_SEND
 			                    : lf[1] ? PROTO_B_MORE
 			                            : PROTO_B_DONE);
@@ -782,6 +1067,107 @@ relay__implicit_tls__greeting_passes_then_replies_ordered(void **unused)
 	sim_run(s, t, 2);
 	assert_stream(s->cout, s->coutlen, "EHLO c\r\n");
 	assert_stream(s->bout, s->boutlen, to_client);
+}
+
+/* The backend dialogue against a scripted Postfix: `own` answers mailedge's EHLO,
+ * XCLIENT gets a new banner, `replay` answers the client's replayed EHLO/HELO. */
+static enum proto_bstep
+xdialogue(void *st, const struct proto_config *c, const char *own, const char *replay,
+          struct proto_out *to_client)
+{
+	struct proto_out out = {0};
+	const char *next = PF_BANNER, *lf;
+	enum proto_bstep r = PROTO_B_MORE;
+
+	to_client->len = 0;
+	while (r == PROTO_B_MORE || r == PROTO_B_SEND) {
+		assert_non_null(next);
+		lf = strchr(next, '\n');
+		out.len = 0;
+		r = P->backend_line(st, c, &peer4, next, (size_t)(lf - next) + 1, &out, to_client);
+		next = lf[1] != '\0' ? lf + 1 : NULL;
+		if (out.len == 0)
+			continue;
+		assert_null(next);
+		next = strncmp(out.data, "EHLO " HOST "\r\n", out.len) == 0 ? own
+		       : strncmp(out.data, "XCLIENT ", 8) == 0              ? PF_BANNER
+		                                                            : replay;
+	}
+	return r;
+}
+
+/* Implicit TLS: the greeting handed over is the client's first reply, through the
+ * filter; a client that pipelined its EHLO behind it still gets that reply filtered. */
+static void
+relay_xclient__implicit_tls__greeting_first_then_replies_filtered(void **unused)
+{
+	struct proto_out to_client;
+	static const char want[] = PF_BANNER POSTFIX_EHLO_RELAYED R554;
+
+	(void)unused;
+	for (size_t step = 0; step <= 3; step++) {
+		struct sim *s = sim_new(&cfg_x_implicit, 1);
+
+		s->step = step;
+		assert_int_equal(
+		    xdialogue(s->st, &cfg_x_implicit, POSTFIX_EHLO_XCLIENT, NULL, &to_client),
+		    PROTO_B_DONE);
+		assert_out(&to_client, PF_BANNER);
+		sim_feed(s, 1, S("EHLO c\r\nSTARTTLS\r\n"));
+		/* the core puts to_client in front of what the backend sends */
+		sim_feed(s, 0, to_client.data, to_client.len);
+		sim_feed(s, 0, S(POSTFIX_EHLO_XCLIENT));
+		sim_run(s, NULL, 0);
+		assert_stream(s->cout, s->coutlen, "EHLO c\r\n");
+		assert_stream(s->bout, s->boutlen, want);
+	}
+}
+
+/* mailedge's own EHLO reply says nothing about the client's: BDAT chunks are skipped
+ * only when the reply to the client's own (or replayed) EHLO offered CHUNKING. */
+static void
+relay_xclient__chunking__from_the_clients_ehlo_reply_only(void **unused)
+{
+	static const char with[] = "250-mail.example.test\r\n250-XCLIENT ADDR\r\n250 CHUNKING\r\n";
+	static const char without[] = "250-mail.example.test\r\n250 XCLIENT ADDR\r\n";
+	static const struct {
+		const struct proto_config *cfg;
+		int tls;
+		const char *own, *replay, *client_ehlo;
+		int skipped;
+	} rows[] = {
+	    {&cfg_x_enc, 1, with, NULL, NULL, 0},    /* no EHLO from the client yet */
+	    {&cfg_x_enc, 1, with, NULL, without, 0}, /* its EHLO reply has no CHUNKING */
+	    {&cfg_x_enc, 1, without, NULL, with, 1}, /* its EHLO reply has it */
+	    {&cfg_x_may, 0, with, without, NULL, 0}, /* the replay's reply decides */
+	    {&cfg_x_may, 0, without, with, NULL, 1}, /* (the client saw ours, then) */
+	    {&cfg_x_implicit, 1, with, NULL, NULL, 0},
+	};
+	struct proto_out out, to_client;
+
+	(void)unused;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sim *s = sim_new(rows[i].cfg, rows[i].tls);
+		size_t sent = 0;
+
+		if (!rows[i].tls) {
+			line(s->st, rows[i].cfg, S("EHLO c\r\n"), &out);
+			line(s->st, rows[i].cfg, S("BDAT 10\r\n"), &out);
+		}
+		assert_int_equal(
+		    xdialogue(s->st, rows[i].cfg, rows[i].own, rows[i].replay, &to_client),
+		    PROTO_B_DONE);
+		sim_feed(s, 0, to_client.data, to_client.len);
+		if (rows[i].client_ehlo != NULL) {
+			sim_feed(s, 1, S("EHLO c\r\n"));
+			sim_feed(s, 0, rows[i].client_ehlo, strlen(rows[i].client_ehlo));
+			sent = 8;
+		}
+		sim_feed(s, 1, S("BDAT 10\r\n"));
+		sim_feed(s, 1, S("STARTTLS\r\n"));
+		if (s->coutlen != sent + 9 + (rows[i].skipped ? 10 : 0))
+			fail_msg("row %zu: '%.*s'", i, (int)s->coutlen, s->cout);
+	}
 }
 
 static void
@@ -1204,11 +1590,15 @@ main(void)
 	    cmocka_unit_test(backend__failure_greeting__fails),
 	    cmocka_unit_test(backend__may_plaintext__replays_last_ehlo_and_swallows_reply),
 	    cmocka_unit_test(backend__longest_ehlo_line__replayed_byte_for_byte),
+	    cmocka_unit_test(backend_xclient__postfix_transcripts__commands_and_results_as_listed),
+	    cmocka_unit_test(backend_xclient__implicit_greeting_too_big__complete_reply),
 	    cmocka_unit_test(relay__tls_session__refused_in_order_bulk_untouched),
 	    cmocka_unit_test(relay__split_at_every_byte__same_streams),
 	    cmocka_unit_test(relay__may_plaintext__502_and_chunking_from_replay),
 	    cmocka_unit_test(relay__refused_verb_spellings__never_reach_backend),
 	    cmocka_unit_test(relay__implicit_tls__greeting_passes_then_replies_ordered),
+	    cmocka_unit_test(relay_xclient__implicit_tls__greeting_first_then_replies_filtered),
+	    cmocka_unit_test(relay_xclient__chunking__from_the_clients_ehlo_reply_only),
 	    cmocka_unit_test(relay__ehlo_reply__lines_removed_marks_fixed),
 	    cmocka_unit_test(relay__data_hold__client_waits_for_354),
 	    cmocka_unit_test(relay__data_refused__following_lines_are_commands),

@@ -86,10 +86,17 @@ protocol pop3 {{
 
 
 class Dovecot:
-    def __init__(self, basedir, imap_port=IMAP_PORT, pop3_port=POP3_PORT):
+    def __init__(self, basedir, imap_port=IMAP_PORT, pop3_port=POP3_PORT, extra_conf="",
+                 extra_ports=()):
+        """extra_conf: text appended to dovecot.conf (settings, more inet_listeners in
+        `service imap-login { ... }` blocks, which Dovecot merges); extra_ports: the
+        ports those listeners bind on 127.0.0.1, waited for at start (by bind, so that
+        a haproxy listener does not log a connection without a header)."""
         self.dir = basedir
         self.imap_port = imap_port
         self.pop3_port = pop3_port
+        self.extra_conf = extra_conf
+        self.extra_ports = list(extra_ports)
         self.conf = os.path.join(basedir, "dovecot.conf")
         self.users_file = os.path.join(basedir, "users")
         self.mail_root = os.path.join(basedir, "mail")
@@ -109,6 +116,7 @@ class Dovecot:
         os.chown(self.mail_root, MAIL_UID, MAIL_GID)
         with open(self.conf, "w") as f:
             f.write(CONF.format(d=self.dir, imap=self.imap_port, pop3=self.pop3_port))
+            f.write(self.extra_conf)
         self._create_users()
         self._stdout = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
@@ -117,6 +125,11 @@ class Dovecot:
         try:
             procs.wait_for_ports([self.imap_port, self.pop3_port], timeout=timeout,
                                  proc=self.proc, what="dovecot")
+            deadline = time.monotonic() + timeout
+            while any(procs.port_bindable(p) for p in self.extra_ports):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dovecot: ports {self.extra_ports} not bound")
+                time.sleep(0.05)
         except RuntimeError as e:
             self.stop()
             raise RuntimeError(f"{e}\n{self.log_text()[-4000:]}") from None

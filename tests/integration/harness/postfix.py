@@ -154,10 +154,21 @@ def remove_from_default_main_cf(confdir):
     os.replace(tmp, MAIN_CF_DEFAULT)
 
 
+def service_line(port, options):
+    """A master.cf smtpd service on 127.0.0.1:port with -o name=value overrides."""
+    opts = "".join(f"\n  -o {k}={v}" for k, v in options)
+    return f"127.0.0.1:{port} inet n - n - - smtpd{opts}\n"
+
+
 class Postfix:
-    def __init__(self, basedir, port=DEFAULT_PORT):
+    def __init__(self, basedir, port=DEFAULT_PORT, extra_services=(), extra_main=""):
+        """extra_services: [(port, [(param, value), ...]), ...] more smtpd services
+        (each on 127.0.0.1:port, with -o overrides); extra_main: text appended to
+        main.cf."""
         self.dir = basedir
         self.port = port
+        self.extra_services = list(extra_services)
+        self.extra_main = extra_main
         self.confdir = os.path.join(basedir, "etc")
         self.spool = os.path.join(basedir, "spool")
         self.data = os.path.join(basedir, "data")
@@ -190,10 +201,19 @@ class Postfix:
             for d in dirs:
                 os.chown(os.path.join(root, d), MAILBOX_UID, MAILBOX_GID)
         with open(os.path.join(self.confdir, "main.cf"), "w") as f:
-            f.write(MAIN_CF.format(d=self.dir, uid=MAILBOX_UID, gid=MAILBOX_GID,
-                                   size_limit=MESSAGE_SIZE_LIMIT))
+            base = MAIN_CF.format(d=self.dir, uid=MAILBOX_UID, gid=MAILBOX_GID,
+                                  size_limit=MESSAGE_SIZE_LIMIT)
+            # extra_main replaces parameters of the same name (Postfix warns about
+            # "overriding earlier entry" otherwise).
+            names = {l.split("=", 1)[0].strip() for l in self.extra_main.splitlines()
+                     if "=" in l and not l.startswith(("#", " ", "\t"))}
+            f.write("".join(l for l in base.splitlines(True)
+                            if "=" not in l or l.split("=", 1)[0].strip() not in names))
+            f.write(self.extra_main)
         with open(os.path.join(self.confdir, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+            for port, options in self.extra_services:
+                f.write(service_line(port, options))
         ensure_default_main_cf(self.confdir)
 
     def start(self, timeout=60):
@@ -206,7 +226,10 @@ class Postfix:
         deadline = time.monotonic() + timeout
         while True:
             self.master_pid = procs.read_pidfile(pidfile)
-            if self.master_pid and procs.port_accepts(self.port):
+            # Extra services are checked by bind, not connect: a connect would make a
+            # PROXY-protocol smtpd log a lost connection.
+            if self.master_pid and procs.port_accepts(self.port) and not any(
+                    procs.port_bindable(p) for p, _ in self.extra_services):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postfix did not come up on port {self.port}:\n"

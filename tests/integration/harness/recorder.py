@@ -17,6 +17,14 @@ mailedge must filter out before and after TLS.
 A "NOOP slow" command (any protocol, IMAP with a tag) makes every later reply on that
 connection go out in 3-byte segments.
 
+Client identity (issue 4): RecordingBackend(p, proxy=True) first reads a PROXY v1/v2
+header (HAProxy's proxy-protocol.txt) before greeting, as Postfix's
+smtpd_upstream_proxy_protocol and Dovecot's haproxy listeners do; conn.proxy_header
+holds its exact bytes and conn.first_read what the first recv() returned (the header
+must arrive in one piece). identity=True answers the identity commands the way Postfix
+and Dovecot do: SMTP XCLIENT -> a new "220" greeting, IMAP ID -> "* ID (...)" + OK,
+POP3 greeting with "[XCLIENT]" and XCLIENT -> "+OK Updated".
+
 Every wait is bounded; the threads are daemons and stop() joins them with a bound.
 """
 
@@ -35,6 +43,10 @@ HOSTNAME = "recorder.example.test"
 SMTP_EHLO_KEYWORDS = ["PIPELINING", "SIZE 12345678", "STARTTLS", "AUTH PLAIN LOGIN",
                       "AUTH=PLAIN LOGIN", "8BITMIME", "XCLIENT NAME ADDR PROTO HELO",
                       "ENHANCEDSTATUSCODES", "XFORWARD NAME ADDR PROTO HELO"]
+# identity=True: XCLIENT with every attribute Postfix 3.7 offers.
+SMTP_EHLO_KEYWORDS_IDENTITY = [
+    "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
+    if k.startswith("XCLIENT ") else k for k in SMTP_EHLO_KEYWORDS]
 IMAP_CAPS = ["IMAP4rev1", "SASL-IR", "LITERAL+", "STARTTLS", "ID", "ENABLE", "IDLE",
              "AUTH=PLAIN", "AUTH=LOGIN"]
 IMAP_POSTLOGIN_CAPS = ["IMAP4rev1", "STARTTLS", "ID", "IDLE", "UIDPLUS"]
@@ -42,6 +54,7 @@ POP3_CAPA = ["TOP", "UIDL", "STLS", "USER", "SASL PLAIN LOGIN", "RESP-CODES", "P
              "IMPLEMENTATION recorder"]
 
 LINE_LIMIT = 1 << 20
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 # Message text full of lines that look like STARTTLS commands or capability answers: in
 # DATA bodies, IMAP literals and POP3 RETR bodies the relay filters must leave them alone.
@@ -69,6 +82,9 @@ class Conn:
         self.commands = []  # command lines as parsed (bytes, without line ending)
         self.literals = []  # SMTP DATA bodies (with the final dot) and IMAP literals
         self.chunked = False
+        self.first_read = None  # bytes returned by the first recv() on this connection
+        self.proxy_header = None  # PROXY header bytes (proxy=True recorders)
+        self.proxy_error = None  # why no valid header was read, if so
 
     def received(self):
         with self._lock:
@@ -100,10 +116,41 @@ class _Reader:
                 return False
             if not d:
                 return False
+            if self.conn.first_read is None:
+                self.conn.first_read = d
             self.conn._add(d)
             self.buf += d
             return True
         return False
+
+    def proxy_header(self):
+        """A PROXY v1 line or v2 header at the start of the stream: its bytes, or None
+        (conn.proxy_error says why)."""
+        while len(self.buf) < 16:
+            if not (PROXY_V2_SIG.startswith(self.buf[:12]) or
+                    b"PROXY ".startswith(self.buf[:6])):
+                break
+            if self.buf.startswith(b"PROXY ") and b"\n" in self.buf:
+                break
+            if not self._fill():
+                self.conn.proxy_error = f"EOF after {self.buf!r}"
+                return None
+        if self.buf.startswith(PROXY_V2_SIG):
+            total = 16 + int.from_bytes(self.buf[14:16], "big")
+            out = self.exact(total)
+            if out is None:
+                self.conn.proxy_error = f"EOF inside a v2 header: {self.buf!r}"
+            return out
+        if self.buf.startswith(b"PROXY "):
+            while b"\r\n" not in self.buf[:107]:
+                if len(self.buf) >= 107 or not self._fill():
+                    self.conn.proxy_error = f"no v1 line: {self.buf[:120]!r}"
+                    return None
+            i = self.buf.index(b"\r\n") + 2
+            out, self.buf = self.buf[:i], self.buf[i:]
+            return out
+        self.conn.proxy_error = f"no PROXY signature: {self.buf[:32]!r}"
+        return None
 
     def line(self):
         """Next line with its ending (LF or CRLF), or None at EOF/stop."""
@@ -133,10 +180,12 @@ class _Reader:
 
 
 class RecordingBackend:
-    def __init__(self, protocol, port=0, host=LOOPBACK):
+    def __init__(self, protocol, port=0, host=LOOPBACK, proxy=False, identity=False):
         if protocol not in ("smtp", "imap", "pop3"):
             raise ValueError(protocol)
         self.protocol = protocol
+        self.proxy = proxy
+        self.identity = identity
         self.host = host
         self._want_port = port
         self.port = None
@@ -253,7 +302,12 @@ class RecordingBackend:
     def _serve(self, conn):
         try:
             handler = {"smtp": self._smtp, "imap": self._imap, "pop3": self._pop3}
-            handler[self.protocol](conn, _Reader(conn, self._stopping))
+            reader = _Reader(conn, self._stopping)
+            if self.proxy:
+                conn.proxy_header = reader.proxy_header()
+                if conn.proxy_header is None:
+                    return  # like Postfix/Dovecot: no valid header, no session
+            handler[self.protocol](conn, reader)
         except OSError:
             pass
         finally:
@@ -294,10 +348,14 @@ class RecordingBackend:
             self._maybe_slow(conn, cmd)
             verb = cmd.split(b" ", 1)[0].upper()
             if verb == b"EHLO":
-                lines = [HOSTNAME] + SMTP_EHLO_KEYWORDS
+                lines = [HOSTNAME] + (SMTP_EHLO_KEYWORDS_IDENTITY if self.identity
+                                      else SMTP_EHLO_KEYWORDS)
                 send("".join(f"250-{l}\r\n" for l in lines[:-1]) + f"250 {lines[-1]}\r\n")
             elif verb == b"HELO":
                 send(f"250 {HOSTNAME}\r\n")
+            elif verb == b"XCLIENT" and self.identity:
+                # Postfix: the session restarts, with a new greeting.
+                send(f"220 {HOSTNAME} ESMTP recorder, new session\r\n")
             elif verb in (b"NOOP", b"RSET", b"MAIL", b"RCPT", b"VRFY"):
                 code = {b"MAIL": "2.1.0", b"RCPT": "2.1.5"}.get(verb, "2.0.0")
                 send(f"250 {code} recorder {verb.decode()} ok\r\n")
@@ -347,6 +405,8 @@ class RecordingBackend:
                      f"{tag} OK Capability completed by recorder.\r\n")
             elif verb == "NOOP":
                 send(f"{tag} OK NOOP completed by recorder.\r\n")
+            elif verb == "ID" and self.identity:
+                send(f'* ID ("name" "recorder")\r\n{tag} OK ID completed by recorder.\r\n')
             elif verb == "LOGIN":
                 send(f"{tag} OK [CAPABILITY {' '.join(IMAP_POSTLOGIN_CAPS)}] "
                      f"Logged in by recorder.\r\n")
@@ -365,7 +425,9 @@ class RecordingBackend:
 
     def _pop3(self, conn, r):
         send = lambda t: self._send(conn, t)  # noqa: E731
-        send("+OK recorder POP3 ready.\r\n")
+        # Dovecot tells a trusted peer (login_trusted_networks) that it takes XCLIENT.
+        send("+OK [XCLIENT] recorder POP3 ready.\r\n" if self.identity
+             else "+OK recorder POP3 ready.\r\n")
         while True:
             line = r.line()
             if line is None:
@@ -379,6 +441,8 @@ class RecordingBackend:
                      "".join(f"{c}\r\n" for c in POP3_CAPA) + ".\r\n")
             elif verb == b"NOOP":
                 send("+OK recorder NOOP\r\n")
+            elif verb == b"XCLIENT" and self.identity:
+                send("+OK Updated\r\n")
             elif verb == b"USER":
                 send("+OK recorder USER\r\n")
             elif verb == b"PASS":

@@ -31,26 +31,34 @@ def cleanup_old_runs(current=None):
         if owner and owner != os.getpid() and procs.pid_alive(owner) and \
                 "pytest" in procs.pid_cmdline(owner):
             continue  # another live test run owns it
-        confdir = os.path.join(d, "postfix", "etc")
-        master = procs.read_pidfile(os.path.join(d, "postfix", "spool", "pid", "master.pid"))
-        if master and procs.pid_alive(master) and procs.pid_comm(master) == "master":
-            try:
-                subprocess.run(["postfix", "-c", confdir, "stop"], timeout=30,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-            except (subprocess.TimeoutExpired, OSError):
-                pass
-            _stop_checked(master, {"master"})
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and \
-                    procs.pid_environ(int(entry)).get("MAIL_CONFIG") == confdir:
-                procs.stop_pid(int(entry), term_timeout=3, kill_timeout=3)
-        _stop_checked(procs.read_pidfile(os.path.join(d, "dovecot", "run", "master.pid")),
-                      {"dovecot"})
+        # postfix/ and dovecot/, plus the extra instances of the identity tests
+        # (postfix-ident/, dovecot-haproxy/, ...).
+        for pfdir in glob.glob(os.path.join(d, "postfix*")):
+            _stop_postfix(pfdir)
+        for dcdir in glob.glob(os.path.join(d, "dovecot*")):
+            _stop_checked(procs.read_pidfile(os.path.join(dcdir, "run", "master.pid")),
+                          {"dovecot"})
         for pidfile in glob.glob(os.path.join(d, "mailedge", "*", "mailedge.pid")):
             _stop_checked(procs.read_pidfile(pidfile), {"mailedge"})
-        remove_from_default_main_cf(confdir)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _stop_postfix(pfdir):
+    confdir = os.path.join(pfdir, "etc")
+    master = procs.read_pidfile(os.path.join(pfdir, "spool", "pid", "master.pid"))
+    if master and procs.pid_alive(master) and procs.pid_comm(master) == "master":
+        try:
+            subprocess.run(["postfix", "-c", confdir, "stop"], timeout=30,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        _stop_checked(master, {"master"})
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and \
+                procs.pid_environ(int(entry)).get("MAIL_CONFIG") == confdir:
+            procs.stop_pid(int(entry), term_timeout=3, kill_timeout=3)
+    remove_from_default_main_cf(confdir)
 
 
 def started_by_harness(pid):

@@ -5,7 +5,28 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wformat=2 -Wno-format-nonliteral
 CPPFLAGS += -Iproxy -Iprotocols
-LIBS    := -lwolfssl -lev -linih -lm
+
+# wolfSSL: "bundled" (default) is Debian's wolfssl source package built by wolfssl/build.sh
+# with the CPU's assembly speed-ups and linked statically; "system" is Debian's
+# libwolfssl-dev (generic C, several times slower). See wolfssl/README.md.
+WOLFSSL ?= bundled
+WOLFSSL_DIR := build/wolfssl
+ifeq ($(WOLFSSL),bundled)
+WOLFSSL_STAMP    := $(WOLFSSL_DIR)/stamp
+WOLFSSL_CPPFLAGS := -I$(WOLFSSL_DIR)/install/include -DMAILEDGE_WOLFSSL_BUNDLED
+WOLFSSL_LIBS     := $(WOLFSSL_DIR)/install/lib/libwolfssl.a -lpthread
+else ifeq ($(WOLFSSL),system)
+WOLFSSL_STAMP    :=
+WOLFSSL_CPPFLAGS :=
+WOLFSSL_LIBS     := -lwolfssl
+else
+$(error WOLFSSL must be bundled or system, not "$(WOLFSSL)")
+endif
+CPPFLAGS += $(WOLFSSL_CPPFLAGS)
+LIBS    := $(WOLFSSL_LIBS) -lev -linih -lm
+# Everything compiled against wolfSSL's headers: rebuilt when WOLFSSL changes or the bundled
+# library is rebuilt.
+WOLFSSL_DEPS := build/wolfssl-mode $(WOLFSSL_STAMP)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 PROXY_SRC := proxy/buffer.c proxy/log.c proxy/config.c proxy/tls.c proxy/relay.c \
@@ -19,19 +40,35 @@ HDRS      := $(wildcard proxy/*.h protocols/*.h)
 B  := build
 BA := build/asan
 
-.PHONY: all asan deps certs test unit integration demo clean check-config fuzz format format-check \
-        bench bench-deps bench-tools
+.PHONY: all asan deps certs test unit integration demo clean distclean check-config fuzz \
+        format format-check wolfssl wolfssl-bench FORCE bench bench-deps bench-tools
 all: $(B)/mailedge
 
-$(B)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) | $(B)
+$(B)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) $(WOLFSSL_DEPS) | $(B)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS) -o $@ proxy/main.c $(LIB_SRC) $(LIBS)
 
 asan: $(BA)/mailedge
-$(BA)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) | $(BA)
+$(BA)/mailedge: proxy/main.c $(LIB_SRC) $(HDRS) $(WOLFSSL_DEPS) | $(BA)
 	$(CC) $(WARN) -O1 -g $(SAN) $(CPPFLAGS) -o $@ proxy/main.c $(LIB_SRC) $(LIBS)
 
 $(B) $(BA):
 	mkdir -p $@
+
+# --- wolfSSL ---
+# Rewritten only when WOLFSSL changes, so that switching relinks everything.
+build/wolfssl-mode: FORCE | $(B)
+	@echo '$(WOLFSSL)' | cmp -s - $@ || echo '$(WOLFSSL)' > $@
+# build.sh does nothing when the Debian source version and its flags are unchanged; the
+# touch keeps make from asking it again after an edit that changed neither.
+$(WOLFSSL_DIR)/stamp: wolfssl/build.sh
+	bash wolfssl/build.sh $(WOLFSSL_DIR)
+	@touch $@
+# Re-check now (e.g. after a Debian security update of wolfssl): rebuilds only if needed.
+wolfssl:
+	bash wolfssl/build.sh $(WOLFSSL_DIR)
+# wolfSSL's own benchmark, Debian's library against the bundled one.
+wolfssl-bench: $(WOLFSSL_DIR)/stamp
+	bash wolfssl/bench.sh $(WOLFSSL_DIR)
 
 # --- unit tests (cmocka), built with the sanitizers; each links the real modules ---
 UNIT_TESTS := buffer config relay tls log smtp imap pop3 proxyproto
@@ -46,7 +83,7 @@ $(BA)/test_smtp:   tests/unit/test_smtp.c protocols/smtp.c protocols/protocol.c
 $(BA)/test_imap:   tests/unit/test_imap.c protocols/imap.c protocols/protocol.c
 $(BA)/test_pop3:   tests/unit/test_pop3.c protocols/pop3.c protocols/protocol.c
 RELAY_WRAP := -Wl,--wrap=read -Wl,--wrap=write
-$(BA)/test_%: $(HDRS) | $(BA)
+$(BA)/test_%: $(HDRS) $(WOLFSSL_DEPS) | $(BA)
 	$(CC) $(WARN) -O1 -g $(SAN) $(CPPFLAGS) -o $@ $(filter %.c,$^) \
 	    $(if $(filter $(BA)/test_relay,$@),$(RELAY_WRAP)) -lcmocka $(LIBS)
 
@@ -124,5 +161,8 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
+# clean keeps the bundled wolfSSL (a few minutes to rebuild); distclean removes it too.
 clean:
+	rm -rf $(filter-out $(WOLFSSL_DIR),$(wildcard build/*))
+distclean:
 	rm -rf build

@@ -11,6 +11,10 @@
 #include <stdarg.h>
 
 #include <wolfssl/error-ssl.h>
+#ifdef MAILEDGE_WOLFSSL_BUNDLED
+#include <wolfssl/wolfcrypt/cpuid.h>
+#include "mailedge-wolfssl-build.h" /* MAILEDGE_WOLFSSL_SOURCE, written by wolfssl/build.sh */
+#endif
 
 #include "config.h"
 
@@ -537,30 +541,65 @@ tls_describe(WOLFSSL *ssl, char *buf, size_t len)
 	         tls_cipher_name(ssl), bits, alg > 0 ? alg : bits);
 }
 
+/* Appends to a NUL-terminated string in buf[size], truncating. */
+static void appendf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void
+appendf(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, size - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Which wolfSSL, how it was built and which of its assembly speed-ups this CPU can use: the
+ * bundled build (wolfssl/build.sh) is several times faster than Debian's generic one. */
 void
 tls_version_info(char *buf, size_t len)
 {
-	snprintf(buf, len, "wolfSSL %s (built against %s; %s build%s%s%s)", wolfSSL_lib_version(),
-	         LIBWOLFSSL_VERSION_STRING,
+	static const char *const speedups[] = {
+#ifdef WOLFSSL_AESNI
+	    "AES-NI",
+#endif
+#ifdef USE_INTEL_SPEEDUP
+	    "AVX1/AVX2 (intelasm)",
+#endif
+#ifdef WOLFSSL_SP_X86_64_ASM
+	    "SP math x86_64 asm",
+#endif
+#ifdef WOLFSSL_SP_ARM64_ASM
+	    "SP math ARM64 asm",
+#endif
+#ifdef WOLFSSL_ARMASM
+	    "ARMv8 crypto",
+#endif
+	    NULL};
+	char s[512] = "";
+
+	appendf(s, sizeof(s), "wolfSSL %s (", wolfSSL_lib_version());
 #ifdef MAILEDGE_WOLFSSL_BUNDLED
-	         "bundled static",
+	appendf(s, sizeof(s), "bundled static, %s", MAILEDGE_WOLFSSL_SOURCE);
 #else
-	         "system library",
+	appendf(s, sizeof(s), "system library");
 #endif
-#if defined(WOLFSSL_AESNI)
-	         ", AES-NI",
-#else
-	         "",
+	if (strcmp(wolfSSL_lib_version(), LIBWOLFSSL_VERSION_STRING) != 0)
+		appendf(s, sizeof(s), ", built with headers %s", LIBWOLFSSL_VERSION_STRING);
+	appendf(s, sizeof(s), "; speed-ups: %s", speedups[0] != NULL ? "" : "none");
+	for (size_t i = 0; speedups[i] != NULL; i++)
+		appendf(s, sizeof(s), "%s%s", i > 0 ? ", " : "", speedups[i]);
+#if defined(MAILEDGE_WOLFSSL_BUNDLED) && defined(HAVE_CPUID_INTEL)
+	{
+		/* What wolfSSL detected (cpuid): it picks AVX2, AVX1, AES-NI or C code per call,
+		 * and the SP asm uses MULX/ADCX only with BMI2 and ADX. */
+		word32 f = cpuid_get_flags();
+		appendf(s, sizeof(s), "; this CPU: AES-NI %s, AVX1 %s, AVX2 %s, BMI2+ADX %s",
+		        IS_INTEL_AESNI(f) ? "yes" : "no", IS_INTEL_AVX1(f) ? "yes" : "no",
+		        IS_INTEL_AVX2(f) ? "yes" : "no",
+		        IS_INTEL_BMI2(f) && IS_INTEL_ADX(f) ? "yes" : "no");
+	}
 #endif
-#if defined(WOLFSSL_SP_X86_64_ASM) || defined(WOLFSSL_SP_ARM64_ASM)
-	         ", SP math asm",
-#else
-	         "",
-#endif
-#if defined(USE_INTEL_SPEEDUP)
-	         ", AVX"
-#else
-	         ""
-#endif
-	);
+	appendf(s, sizeof(s), ")");
+	snprintf(buf, len, "%s", s);
 }

@@ -7,6 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 pkgs=(
   # build
   gcc make pkg-config libc6-dev libwolfssl-dev libev-dev libinih-dev libcmocka-dev
+  # the bundled wolfSSL (wolfssl/build.sh): apt-get source needs dpkg-dev; Debian's source
+  # has no generated configure
+  dpkg-dev autoconf automake libtool
   # sanitizers and fuzzing (clang's libFuzzer and ASan runtime)
   clang libclang-rt-14-dev
   # tools used by the tests, the demo and the certificate script

@@ -73,6 +73,15 @@ SRC_ADDRS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 T0=$(date +%s)
 CLK_TCK=$(getconf CLK_TCK)
 
+# One bench at a time on this machine: two would share ports, CPUs and bench/results.
+LOCK=/tmp/mailedge-bench.lock
+exec 9>>"$LOCK"
+if ! flock -n 9; then
+    echo "bench: another bench run holds $LOCK ($(cat "$LOCK" 2>/dev/null)); not starting" >&2
+    exit 1
+fi
+echo "pid $$ in $root since $(date '+%H:%M:%S')" >"$LOCK"
+
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
 elapsed() { echo $(($(date +%s) - T0)); }
 

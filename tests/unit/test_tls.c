@@ -793,6 +793,12 @@ enabled_suites(WOLFSSL_CTX *ctx, char names[][64], int max)
 		snprintf(names[k++], 64, "%s", wolfSSL_CIPHER_get_name(c));
 	}
 	wolfSSL_free(ssl);
+#ifdef SINGLE_THREADED
+	/* Single-threaded, the WOLFSSL shares the CTX's suites, so the stack is cached on
+	 * the CTX, and wolfSSL 5.5 frees a CTX's suites without it. The CTX is not used
+	 * for this again. */
+	wolfSSL_sk_SSL_CIPHER_free(sk);
+#endif
 	return k;
 }
 

@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "probe.h"
+#include "relay.h"
 #include "tls.h"
 #include "version.h"
 
@@ -285,6 +286,7 @@ main(int argc, char **argv)
 	session_close_all("shutdown");
 	for (int i = 0; i < srv.nprobes; i++)
 		probe_stop(srv.probes[i]);
+	relay_pool_drain();
 	rc = 0;
 out:
 	free_listeners(srv.listeners);

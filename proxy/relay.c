@@ -1,11 +1,103 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* Bound on syscalls per step so one busy session cannot starve the loop. */
 #define RELAY_MAX_ROUNDS     16
 #define RELAY_FILTER_RESERVE 256
+/* Free blocks kept for reuse. Beyond this they go back to malloc: the pool follows the
+ * number of busy directions, not the number of sessions. */
+#define RELAY_POOL_KEEP 64
+
+/* The pool: one block size (the first one asked for; others are plain malloc/free).
+ * Single-threaded, like the event loop that uses it. A free block's first bytes link it
+ * to the next. */
+static struct {
+	size_t size;
+	void *free;
+	size_t nfree, used;
+} pool;
+
+static void *
+pool_get(size_t size)
+{
+	void *p;
+
+	if (pool.size == 0)
+		pool.size = size;
+	if (size == pool.size && pool.free != NULL) {
+		p = pool.free;
+		pool.free = *(void **)p;
+		pool.nfree--;
+	} else if ((p = malloc(size)) == NULL) {
+		return NULL;
+	}
+	pool.used++;
+	return p;
+}
+
+static void
+pool_put(void *p, size_t size)
+{
+	pool.used--;
+	if (size == pool.size && pool.nfree < RELAY_POOL_KEEP) {
+		*(void **)p = pool.free;
+		pool.free = p;
+		pool.nfree++;
+		return;
+	}
+	free(p);
+}
+
+size_t
+relay_pool_free_blocks(void)
+{
+	return pool.nfree;
+}
+
+size_t
+relay_pool_used_blocks(void)
+{
+	return pool.used;
+}
+
+void
+relay_pool_drain(void)
+{
+	while (pool.free != NULL) {
+		void *next = *(void **)pool.free;
+		free(pool.free);
+		pool.free = next;
+	}
+	pool.nfree = 0;
+}
+
+int
+relay_dir_hold(struct relay_dir *d)
+{
+	if (d->buf.data != NULL || d->pooled == 0)
+		return 0;
+	d->buf.data = pool_get(d->pooled);
+	if (d->buf.data == NULL)
+		return -1;
+	d->buf.cap = d->pooled;
+	d->buf.start = d->buf.end = 0;
+	return 0;
+}
+
+void
+relay_dir_release(struct relay_dir *d, int even_if_full)
+{
+	if (d->pooled == 0 || d->buf.data == NULL)
+		return;
+	if (!even_if_full && (buffer_len(&d->buf) != 0 || d->final != 0))
+		return;
+	pool_put(d->buf.data, d->pooled);
+	d->final = 0;
+	buffer_init(&d->buf, NULL, 0);
+}
 
 static enum io_result
 plain_recv(void *ep, void *buf, size_t cap, size_t *n, int *err)
@@ -53,7 +145,8 @@ void
 relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
                void *src, const struct endpoint_ops *dst_ops, void *dst)
 {
-	buffer_init(&d->buf, mem, cap);
+	d->pooled = mem == NULL ? cap : 0;
+	buffer_init(&d->buf, mem, mem == NULL ? 0 : cap);
 	d->src_ops = src_ops;
 	d->src = src;
 	d->dst_ops = dst_ops;
@@ -124,8 +217,25 @@ relay_room(struct relay_dir *d)
 	return b->cap - b->end;
 }
 
+static enum relay_result relay_step_held(struct relay_dir *d);
+
 enum relay_result
 relay_step(struct relay_dir *d)
+{
+	enum relay_result r;
+
+	if (relay_dir_hold(d) != 0) {
+		d->failed_dst = 0;
+		d->err = ENOMEM;
+		return RELAY_ERROR;
+	}
+	r = relay_step_held(d);
+	relay_dir_release(d, 0);
+	return r;
+}
+
+static enum relay_result
+relay_step_held(struct relay_dir *d)
 {
 	for (int round = 0; round < RELAY_MAX_ROUNDS; round++) {
 		int progress = 0;

@@ -39,8 +39,13 @@ enum relay_result {
  * examined, in place; returns how many leading bytes are final (may be forwarded). */
 typedef size_t (*relay_filter_fn)(void *ctx, char *buf, size_t *len, size_t cap, int full);
 
+/* Relay buffers: a direction either owns fixed memory given by its caller, or borrows a
+ * block from a process-wide pool only while it holds bytes. Between steps an idle
+ * direction holds no block at all, so an idle relayed session costs no buffer memory
+ * (issue 5: RSS per idle session); a busy one reuses a block still warm in cache. */
 struct relay_dir {
 	struct buffer buf;
+	size_t pooled; /* block size borrowed from the pool when needed; 0: fixed memory */
 	relay_filter_fn filter; /* NULL: every byte is final at once */
 	void *filter_ctx;
 	size_t final;   /* leading bytes of buf examined and ready to send */
@@ -55,8 +60,19 @@ struct relay_dir {
 	uint64_t bytes; /* delivered to dst */
 };
 
+/* mem == NULL: the direction borrows cap-byte blocks from the pool (see above). */
 void relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint_ops *src_ops,
                     void *src, const struct endpoint_ops *dst_ops, void *dst);
+/* Makes sure the buffer has memory (before writing into d->buf from outside a step).
+ * Returns -1 when none can be had. */
+int relay_dir_hold(struct relay_dir *d);
+/* Gives a pooled block back: when empty (after a step), or always (teardown). */
+void relay_dir_release(struct relay_dir *d, int even_if_full);
+/* Blocks kept for reuse, and those in use (for tests and metrics). */
+size_t relay_pool_free_blocks(void);
+size_t relay_pool_used_blocks(void);
+/* Frees the blocks kept for reuse (at exit, so leak checkers see a clean heap). */
+void relay_pool_drain(void);
 void relay_dir_set_filter(struct relay_dir *d, relay_filter_fn f, void *ctx);
 /* Move as much as possible without blocking (bounded number of syscalls). */
 enum relay_result relay_step(struct relay_dir *d);

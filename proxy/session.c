@@ -45,9 +45,9 @@ struct tls_endpoint {
 };
 
 /* Allocated only when relaying starts: idle handshakes cost no relay memory. */
+/* The two directions; their buffers come from relay.c's pool while they hold bytes. */
 struct relay_block {
 	struct relay_dir c2b, b2c;
-	unsigned char mem[2][RELAY_BUF_SIZE];
 };
 
 struct session {
@@ -281,7 +281,11 @@ session_close(struct session *s, const char *reason)
 		close(s->cfd);
 	if (s->bfd >= 0)
 		close(s->bfd);
-	free(s->relay);
+	if (s->relay != NULL) {
+		relay_dir_release(&s->relay->c2b, 1);
+		relay_dir_release(&s->relay->b2c, 1);
+		free(s->relay);
+	}
 	st->active--;
 	if (s->prev)
 		s->prev->next = s->next;
@@ -353,8 +357,8 @@ filter_b2c(void *ctx, char *buf, size_t *len, size_t cap, int full)
 	return s->svc->cfg->proto->backend_filter(s->pstate, &s->svc->pcfg, buf, len, cap, full);
 }
 
-/* Relay buffers are allocated once the backend answers, not at accept: a session that
- * never gets this far costs no relay memory. */
+/* The relay block is allocated once the backend answers, not at accept; its buffers are
+ * borrowed from relay.c's pool only while they hold bytes, so an idle session costs none. */
 static int
 relay_alloc(struct session *s)
 {
@@ -365,10 +369,10 @@ relay_alloc(struct session *s)
 		return -1;
 	s->relay = rb;
 	s->backend.fd = s->bfd;
-	relay_dir_init(&rb->c2b, rb->mem[0], RELAY_BUF_SIZE, s->cops, s->cep, &plain_endpoint_ops,
+	relay_dir_init(&rb->c2b, NULL, RELAY_BUF_SIZE, s->cops, s->cep, &plain_endpoint_ops,
 	               &s->backend);
-	relay_dir_init(&rb->b2c, rb->mem[1], RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend,
-	               s->cops, s->cep);
+	relay_dir_init(&rb->b2c, NULL, RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend, s->cops,
+	               s->cep);
 	if (p->client_filter != NULL)
 		relay_dir_set_filter(&rb->c2b, filter_c2b, s);
 	if (p->backend_filter != NULL)
@@ -381,6 +385,10 @@ relay_start(struct session *s)
 {
 	struct relay_block *rb = s->relay;
 
+	if (relay_dir_hold(&rb->c2b) != 0 || relay_dir_hold(&rb->b2c) != 0) {
+		session_close(s, "out-of-memory");
+		return;
+	}
 	if (s->dlg != NULL) {
 		/* Plaintext `may` handover: the pending command and whatever the client sent after
 		 * it go to the backend, through the client filter like everything else. */
@@ -577,7 +585,8 @@ backend_connected(struct session *s)
 	int dialogue = c->tls != TLS_MODE_IMPLICIT || id == IDENT_XCLIENT || id == IDENT_IMAP_ID;
 	int header = id == IDENT_PROXY_V1 || id == IDENT_PROXY_V2;
 
-	if (relay_alloc(s) != 0) {
+	/* The backend dialogue reads into the backend->client buffer. */
+	if (relay_alloc(s) != 0 || relay_dir_hold(&s->relay->b2c) != 0) {
 		session_close(s, "out-of-memory");
 		return;
 	}

@@ -45,7 +45,7 @@ typedef size_t (*relay_filter_fn)(void *ctx, char *buf, size_t *len, size_t cap,
  * (issue 5: RSS per idle session); a busy one reuses a block still warm in cache. */
 struct relay_dir {
 	struct buffer buf;
-	size_t pooled; /* block size borrowed from the pool when needed; 0: fixed memory */
+	size_t pooled;          /* block size borrowed from the pool when needed; 0: fixed memory */
 	relay_filter_fn filter; /* NULL: every byte is final at once */
 	void *filter_ctx;
 	size_t final;   /* leading bytes of buf examined and ready to send */

@@ -649,7 +649,92 @@ mock_tls_close_notify__eof_drains_then_done(void **state)
 	assert_int_equal(dst.pos, 2);
 }
 
-#define T(f) cmocka_unit_test_setup(f, setup)
+/* ---- pooled buffers: memory only while bytes are held ---- */
+
+static void
+pooled_relay(void)
+{
+	relay_dir_init(&d, NULL, 32, &plain_endpoint_ops, &src_ep, &plain_endpoint_ops, &dst_ep);
+}
+
+static void
+pool__idle_direction__holds_no_block(void **state)
+{
+	(void)state;
+	pooled_relay();
+	assert_null(d.buf.data);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	/* Nothing held: the block went back during the step. */
+	assert_null(d.buf.data);
+	assert_int_equal(relay_pool_used_blocks(), 0);
+	assert_int_equal(relay_pool_free_blocks(), 1);
+}
+
+static void
+pool__bytes_held_for_blocked_dst__block_kept_then_returned(void **state)
+{
+	(void)state;
+	pooled_relay();
+	will_read(10);
+	will_write(-EAGAIN);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	assert_non_null(d.buf.data);
+	assert_int_equal(d.buf.cap, 32);
+	assert_int_equal(buffer_len(&d.buf), 10);
+	assert_int_equal(relay_pool_used_blocks(), 1);
+
+	d.dst_wait = IO_OK;
+	will_write(10);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	assert_int_equal(sink_pos, 10);
+	assert_null(d.buf.data);
+	assert_int_equal(relay_pool_used_blocks(), 0);
+}
+
+static void
+pool__release_even_if_full__teardown_returns_block(void **state)
+{
+	(void)state;
+	pooled_relay();
+	will_read(5);
+	will_write(-EAGAIN);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	relay_dir_release(&d, 0); /* not empty: kept */
+	assert_int_equal(relay_pool_used_blocks(), 1);
+	relay_dir_release(&d, 1);
+	assert_null(d.buf.data);
+	assert_int_equal(buffer_len(&d.buf), 0);
+	assert_int_equal(relay_pool_used_blocks(), 0);
+}
+
+static void
+pool__hold_then_append__bytes_relayed_in_order(void **state)
+{
+	(void)state;
+	pooled_relay();
+	assert_int_equal(relay_dir_hold(&d), 0);
+	for (size_t i = 0; i < 6; i++)
+		buffer_append(&d.buf, &(unsigned char){stream_byte(src_pos++)}, 1);
+	will_write(6);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	assert_int_equal(sink_pos, 6);
+	assert_null(d.buf.data);
+}
+
+static int
+teardown_pool(void **state)
+{
+	(void)state;
+	relay_pool_drain();
+	return 0;
+}
+
+#define T(f)  cmocka_unit_test_setup(f, setup)
+#define TP(f) cmocka_unit_test_setup_teardown(f, setup, teardown_pool)
 
 int
 main(void)
@@ -683,6 +768,10 @@ main(void)
 	    T(mock_recv_error__error_on_src_with_its_code),
 	    T(mock_send_error__error_on_dst_with_its_code),
 	    T(mock_tls_close_notify__eof_drains_then_done),
+	    TP(pool__idle_direction__holds_no_block),
+	    TP(pool__bytes_held_for_blocked_dst__block_kept_then_returned),
+	    TP(pool__release_even_if_full__teardown_returns_block),
+	    TP(pool__hold_then_append__bytes_relayed_in_order),
 	};
 	return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }

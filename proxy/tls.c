@@ -184,13 +184,23 @@ set_groups(WOLFSSL_CTX *ctx, const char *list, int line, tls_report_fn report, v
 			strncat(curves, ":", sizeof(curves) - strlen(curves) - 1);
 		strncat(curves, group_canonical(ids[i]), sizeof(curves) - strlen(curves) - 1);
 	}
-	/* set_groups governs TLS 1.3 key shares; TLS 1.2 ECDHE curves need the curves list
-	 * too, or a TLS 1.2 client could get a curve the operator did not allow. */
-	if (ctx != NULL && (wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS ||
-	                    wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS)) {
+	/* set_groups governs TLS 1.3 key shares. TLS 1.2 ECDHE curves must be limited too, or
+	 * a TLS 1.2 client could get a curve the operator did not allow: the OpenSSL layer's
+	 * curves list does it where it is compiled in (Debian's libwolfssl); the bundled
+	 * build leaves that layer out (it costs 4.4 KB per connection) and is patched so
+	 * that the groups list limits TLS 1.2 as well (wolfssl/patches/). */
+	if (ctx != NULL && wolfSSL_CTX_set_groups(ctx, ids, n) != WOLFSSL_SUCCESS) {
 		reportf(report, arg, line, "groups: rejected by wolfSSL");
 		return -1;
 	}
+#if defined(OPENSSL_EXTRA)
+	if (ctx != NULL && wolfSSL_CTX_set1_curves_list(ctx, curves) != WOLFSSL_SUCCESS) {
+		reportf(report, arg, line, "groups: rejected by wolfSSL");
+		return -1;
+	}
+#elif !defined(MAILEDGE_TLS12_GROUPS)
+#error "wolfSSL without OPENSSL_EXTRA must be built with wolfssl/patches (MAILEDGE_TLS12_GROUPS)"
+#endif
 	return 0;
 }
 
@@ -399,6 +409,9 @@ tls_ctx_new(const struct cfg_listener *l, tls_report_fn report, void *arg)
 	if (l->cert != NULL)
 		bad += load_cert_and_key(ctx, l, report, arg) != 0;
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+	/* One flight, one write: ServerHello through Finished (and the tickets) go out in as
+	 * few TCP sends as fit, not one per message (8 sends per TLS 1.3 handshake before). */
+	wolfSSL_CTX_set_group_messages(ctx);
 #ifdef SINGLE_THREADED
 	/* The bundled build is single-threaded (wolfssl/build.sh): every connection of the
 	 * listener draws from this one DRBG instead of seeding and health-testing its own. */
@@ -539,14 +552,27 @@ tls_sni(WOLFSSL *ssl, char *buf, size_t len)
 	return o > 0 ? buf : NULL;
 }
 
+/* Symmetric key bits of a suite, from its name: every suite the allowlists admit is
+ * AES-128, AES-256 or ChaCha20 (256). Needs no OpenSSL compatibility layer. */
+int
+tls_cipher_bits(const char *name)
+{
+	if (strstr(name, "AES128") != NULL || strstr(name, "AES_128") != NULL)
+		return 128;
+	if (strstr(name, "AES256") != NULL || strstr(name, "AES_256") != NULL ||
+	    strstr(name, "CHACHA20") != NULL)
+		return 256;
+	return 0;
+}
+
 void
 tls_describe(WOLFSSL *ssl, char *buf, size_t len)
 {
-	WOLFSSL_CIPHER *c = wolfSSL_get_current_cipher(ssl);
-	int alg = 0, bits = c ? wolfSSL_CIPHER_get_bits(c, &alg) : 0;
+	const char *name = tls_cipher_name(ssl);
+	int bits = tls_cipher_bits(name);
 
-	snprintf(buf, len, "%s with cipher %s (%d/%d bits)", wolfSSL_get_version(ssl),
-	         tls_cipher_name(ssl), bits, alg > 0 ? alg : bits);
+	snprintf(buf, len, "%s with cipher %s (%d/%d bits)", wolfSSL_get_version(ssl), name, bits,
+	         bits);
 }
 
 /* Appends to a NUL-terminated string in buf[size], truncating. */

@@ -44,6 +44,8 @@ const char *tls_cipher_name(WOLFSSL *ssl);
 const char *tls_sni(WOLFSSL *ssl, char *buf, size_t len);
 
 /* "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" */
+/* Symmetric key bits of a cipher suite named as tls_cipher_name() names it; 0 if unknown. */
+int tls_cipher_bits(const char *name);
 void tls_describe(WOLFSSL *ssl, char *buf, size_t len);
 
 /* Library version and build description for -V. */

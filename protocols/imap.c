@@ -19,6 +19,9 @@
 #define IMAP_TAG_MAX 128
 /* Refusals waiting for a response boundary in the backend stream. */
 #define IMAP_INJ_MAX 1024
+/* The answer to a command line dropped because it filled the relay buffer, after its tag
+ * or "*". */
+#define IMAP_TOO_LONG " BAD Command line too long; discarded.\r\n"
 /* Pre-TLS capability list: bounded so the greeting and CAPABILITY replies always fit
  * PROTO_OUT_MAX with their CRLF. */
 #define IMAP_CAPS_MAX 2048
@@ -39,7 +42,7 @@
 
 /* Commands the client filter must know about; the rest are relayed as they are.
  * CMD_MAYBE: a line cut short before its command name ends, which may be STARTTLS. */
-enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS, CMD_MAYBE };
+enum imap_cmd { CMD_OTHER, CMD_STARTTLS, CMD_AUTH, CMD_COMPRESS, CMD_IDLE, CMD_MAYBE };
 
 enum imap_cstate {
 	C_LINE,    /* reading a command line */
@@ -86,6 +89,11 @@ struct imap_state {
 	size_t ctaglen;     /* 0: unknown, any tagged answer ends a wait */
 	char ctag[IMAP_TAG_MAX];
 	struct imap_tail ctail;
+	int cidle;       /* the last command was IDLE: a "DONE" line ends it, no command */
+	uint64_t csent;  /* command lines forwarded (see imap_sent) */
+	uint64_t bsaid;  /* ... answered by the backend so far, never more than csent */
+	uint64_t ubad;   /* untagged IMAP_TOO_LONG answers waiting ... */
+	uint64_t ubadat; /* ... until bsaid reaches this */
 
 	/* backend -> client */
 	enum imap_bstate bst;
@@ -636,22 +644,73 @@ imap_backend_line(void *v, const struct proto_config *cfg, const struct proto_pe
 
 /* --- 3. relay filters --- */
 
-/* Queues the refusal of the STARTTLS being read; 0 when the queue is full. */
-static int
-imap_refuse(struct imap_state *st)
+/* The tag of the command being read, for our answer to it; 0 (answer with "*") when it
+ * is unknown. */
+static size_t
+imap_ctag(const struct imap_state *st)
 {
-	const char *text = st->tls ? " BAD TLS is already active.\r\n"
-	                           : " BAD STARTTLS not available on this connection.\r\n";
-	const char *tag = st->ctaglen > 0 ? st->ctag : "*";
-	size_t tl = st->ctaglen > 0 ? st->ctaglen : 1;
-	size_t tx = strlen(text);
+	return st->ctaglen;
+}
 
+/* Queues an answer to the command being read, text after its tag, for the next response
+ * boundary (responses are tagged, order does not matter); 0 when the queue is full. */
+static int
+imap_answer(struct imap_state *st, const char *text)
+{
+	size_t tl = imap_ctag(st), tx = strlen(text);
+	const char *tag = tl > 0 ? st->ctag : "*";
+
+	tl = tl > 0 ? tl : 1;
 	if (st->injlen + tl + tx > sizeof(st->inj))
 		return 0;
 	memcpy(st->inj + st->injlen, tag, tl);
 	memcpy(st->inj + st->injlen + tl, text, tx);
 	st->injlen += tl + tx;
 	return 1;
+}
+
+/* Queues the refusal of the STARTTLS being read; 0 when the queue is full. */
+static int
+imap_refuse(struct imap_state *st)
+{
+	return imap_answer(st, st->tls ? " BAD TLS is already active.\r\n"
+	                               : " BAD STARTTLS not available on this connection.\r\n");
+}
+
+/* Answers the command line being dropped for filling the relay buffer. Tagged, it goes
+ * in as a refusal. Untagged, it names no command, so it waits until the backend has
+ * answered the commands sent before it (a client could take it for their error); no
+ * client waits for it, so a count thrown off by a line the backend ignored only delays
+ * it. 0 when the queue is full. */
+static int
+imap_too_long(struct imap_state *st)
+{
+	if (imap_ctag(st) > 0)
+		return imap_answer(st, IMAP_TOO_LONG);
+	st->ubad++;
+	st->ubadat = st->csent;
+	return 1;
+}
+
+/* The command line p[0..n) goes to the backend: one more tagged answer owed, unless it
+ * is IDLE's "DONE" (RFC 2177) or has no tag at all (answered untagged, if at all). */
+static void
+imap_sent(struct imap_state *st, const char *p, size_t n)
+{
+	int done = st->cidle && imap_eq(p, proto_strip_eol(p, n), "DONE");
+
+	st->cidle = 0;
+	if (!done && n > 0 && !imap_space(p[0]))
+		st->csent++;
+}
+
+/* The backend answered a command: tagged, or "* BAD" (RFC 3501 7.1.3: a command line
+ * whose tag it could not tell). */
+static void
+imap_said(struct imap_state *st)
+{
+	if (st->bsaid < st->csent)
+		st->bsaid++;
 }
 
 static const struct {
@@ -661,6 +720,7 @@ static const struct {
     {"STARTTLS", CMD_STARTTLS},
     {"AUTHENTICATE", CMD_AUTH},
     {"COMPRESS", CMD_COMPRESS},
+    {"IDLE", CMD_IDLE},
 };
 
 /* The command starting at p[0..n), complete or cut short. Remembers its tag. Any
@@ -707,7 +767,8 @@ imap_cend(struct imap_state *st, const char *p, size_t n)
 	} else if (st->ccmd == CMD_COMPRESS) {
 		st->cst = C_WAIT;
 		st->wait = W_COMPRESS;
-	}
+	} else if (st->ccmd == CMD_IDLE)
+		st->cidle = 1;
 	st->ccmd = CMD_OTHER;
 }
 
@@ -729,8 +790,11 @@ imap_cline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 		st->cst = C_WAIT;
 		return 1;
 	}
-	if (!st->ccont && !st->cmid)
+	if (!st->ccont && !st->cmid) {
 		st->ccmd = imap_classify(st, p, n, 1);
+		if (st->ccmd != CMD_STARTTLS)
+			imap_sent(st, p, n);
+	}
 	st->cmid = 0;
 	if (st->ccmd == CMD_STARTTLS) {
 		if (!imap_refuse(st))
@@ -746,10 +810,10 @@ imap_cline(struct imap_state *st, char *buf, size_t *len, size_t *pos, size_t n)
 }
 
 /* No line end in the client data, and none can come (buffer full, or end of input):
- * pass the line as it is, remembering its end, or drop it when it is, or may be, a
- * STARTTLS. After lines passed, wait: the room they free may let this one complete. A
- * line that may be STARTTLS waits too after lines removed (`full` is stale then); other
- * lines lose nothing by passing early. */
+ * pass the line as it is, remembering its end, or drop it, answered, when it is, or may
+ * be, a STARTTLS. After lines passed, wait: the room they free may let this one
+ * complete. A line that may be STARTTLS waits too after lines removed (`full` is stale
+ * then); other lines lose nothing by passing early. */
 static void
 imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos, int removed)
 {
@@ -760,12 +824,13 @@ imap_cpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos, int re
 	if (st->cst == C_LINE && !st->ccont && !st->cmid) {
 		st->ccmd = imap_classify(st, buf, n, 0);
 		if ((st->ccmd == CMD_STARTTLS && !imap_refuse(st)) ||
-		    (st->ccmd == CMD_MAYBE && removed))
+		    (st->ccmd == CMD_MAYBE && (removed || !imap_too_long(st))))
 			return;
 		if (st->ccmd == CMD_STARTTLS || st->ccmd == CMD_MAYBE) {
 			st->cst = C_DROP;
 			st->ccmd = CMD_OTHER;
-		}
+		} else
+			imap_sent(st, buf, n);
 	}
 	if (st->cst == C_DROP) {
 		*len = 0;
@@ -830,9 +895,12 @@ imap_bstart(struct imap_state *st, const char *p, size_t n)
 		                    imap_eq(p + w, e - w, "BYE") || imap_eq(p + w, e - w, "PREAUTH")
 		                ? R_STATUS
 		                : R_DATA;
+		if (imap_eq(p + w, e - w, "BAD"))
+			imap_said(st);
 		return;
 	}
 	st->bresp = R_STATUS;
+	imap_said(st);
 	if (st->wait != W_NONE &&
 	    (st->ctaglen == 0 || (t == st->ctaglen && memcmp(p, st->ctag, t) == 0)))
 		st->bdone = ok ? 1 : 2;
@@ -967,24 +1035,36 @@ imap_bpartial(struct imap_state *st, char *buf, size_t *len, size_t *pos)
 	*pos = *len;
 }
 
-/* Refusals go in at a response boundary (responses are tagged, order does not matter),
- * as many whole ones as there is room for. */
+static void
+imap_insert(char *buf, size_t *len, size_t pos, const char *s, size_t n)
+{
+	memmove(buf + pos + n, buf + pos, *len - pos);
+	memcpy(buf + pos, s, n);
+	*len += n;
+}
+
+/* Our answers go in at a response boundary, as many whole ones as there is room for:
+ * the queued ones, then the untagged IMAP_TOO_LONG ones whose turn has come. */
 static size_t
 imap_inject(struct imap_state *st, char *buf, size_t *len, size_t pos, size_t cap)
 {
+	static const char bad[] = "*" IMAP_TOO_LONG;
 	size_t n = 0, room = cap > *len ? cap - *len : 0;
 	const char *lf;
 
 	while (n < st->injlen && (lf = memchr(st->inj + n, '\n', st->injlen - n)) != NULL &&
 	       (size_t)(lf - st->inj) + 1 <= room)
 		n = (size_t)(lf - st->inj) + 1;
-	if (n == 0)
-		return 0;
-	memmove(buf + pos + n, buf + pos, *len - pos);
-	memcpy(buf + pos, st->inj, n);
-	*len += n;
-	memmove(st->inj, st->inj + n, st->injlen - n);
-	st->injlen -= n;
+	if (n > 0) {
+		imap_insert(buf, len, pos, st->inj, n);
+		memmove(st->inj, st->inj + n, st->injlen - n);
+		st->injlen -= n;
+	}
+	while (st->ubad > 0 && st->bsaid >= st->ubadat && room - n >= sizeof(bad) - 1) {
+		imap_insert(buf, len, pos + n, bad, sizeof(bad) - 1);
+		n += sizeof(bad) - 1;
+		st->ubad--;
+	}
 	return n;
 }
 
@@ -1001,6 +1081,7 @@ imap_backend_filter(void *v, const struct proto_config *cfg, char *buf, size_t *
 		switch (st->bst) {
 		case B_PASS:
 			st->injlen = 0;
+			st->ubad = 0;
 			return *len;
 		case B_LITERAL:
 			pos += imap_skip(&st->blit, *len - pos);

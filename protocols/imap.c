@@ -645,10 +645,16 @@ imap_backend_line(void *v, const struct proto_config *cfg, const struct proto_pe
 /* --- 3. relay filters --- */
 
 /* The tag of the command being read, for our answer to it; 0 (answer with "*") when it
- * is unknown. */
+ * is unknown or not a valid tag (BEHAVIOUR.md): echoed, "+" would make the answer a
+ * continuation request. */
 static size_t
 imap_ctag(const struct imap_state *st)
 {
+	size_t i;
+
+	for (i = 0; i < st->ctaglen; i++)
+		if (!imap_char(st->ctag[i], TAG_SPECIALS))
+			return 0;
 	return st->ctaglen;
 }
 

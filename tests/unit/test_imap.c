@@ -879,6 +879,15 @@ static const struct scenario scenarios[] = {
       "AUTH=PLAIN] Dovecot (Debian) ready.\r\nb BAD TLS is already active.\r\n"
       "a OK NOOP completed.\r\nc OK NOOP completed.\r\n"},
      0},
+    {"refused: a tag RFC 3501 does not allow is answered with *",
+     0,
+     {{0, "+ STARTTLS\r\n*x STARTTLS\r\nt\x01 STARTTLS\r\nt{1} STARTTLS\r\nt] STARTTLS\r\n", 0}},
+     {"", "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "t] BAD STARTTLS not available on this connection.\r\n"},
+     0},
     {"refused in plaintext, any case, bare LF, extra spaces, arguments",
      0,
      {{0, "b starttls\nc  StartTLS\r\nd STARTTLS now\r\n", 0}},

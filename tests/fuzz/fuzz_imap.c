@@ -1,4 +1,4 @@
-/* libFuzzer target for protocols/imap.c.
+/* libFuzzer target for protocols/imap.c and imap_relay.c.
  *
  * Input: 4 header bytes, then data.
  *   byte 0: bit 0 level (encrypt), bit 1 implicit TLS, bit 2 relay under TLS,

@@ -32,7 +32,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 PROXY_SRC := proxy/buffer.c proxy/log.c proxy/config.c proxy/tls.c proxy/relay.c \
              proxy/backend.c proxy/proxyproto.c proxy/dialogue.c proxy/probe.c proxy/session.c \
              proxy/listener.c
-SMTP_SRC  := protocols/smtp.c
+SMTP_SRC  := protocols/smtp.c protocols/smtp_relay.c
 IMAP_SRC  := protocols/imap.c protocols/imap_relay.c
 POP3_SRC  := protocols/pop3.c
 PROTO_SRC := protocols/protocol.c protocols/registry.c $(SMTP_SRC) $(IMAP_SRC) $(POP3_SRC)
@@ -102,7 +102,7 @@ build/fuzz/fuzz_proxyproto: tests/fuzz/fuzz_proxyproto.c proxy/proxyproto.c prox
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $(CPPFLAGS) -o $@ $(filter %.c,$^)
 # Each protocol target links all of its module's files (protocols/%.c is the first).
-build/fuzz/fuzz_smtp: $(SMTP_SRC)
+build/fuzz/fuzz_smtp: $(SMTP_SRC) protocols/smtp_int.h
 build/fuzz/fuzz_imap: $(IMAP_SRC) protocols/imap_int.h
 build/fuzz/fuzz_pop3: $(POP3_SRC)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c protocols/%.c protocols/protocol.c protocols/protocol.h

@@ -1,4 +1,4 @@
-/* libFuzzer target for protocols/smtp.c.
+/* libFuzzer target for protocols/smtp.c and smtp_relay.c.
  *
  * Input: 4 control bytes, then data.
  *   c0 bit 0: level encrypt, bit 1: implicit TLS, bit 2: relay under TLS,

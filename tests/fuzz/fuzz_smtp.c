@@ -42,7 +42,7 @@
 		}                                                                                  \
 	} while (0)
 
-/* Coverage should guide towards smtp.c, not the harness's own loops (they are most of
+/* Coverage should guide towards smtp*.c, not the harness's own loops (they are most of
  * the run time when traced). */
 #define HARNESS __attribute__((no_sanitize("coverage")))
 

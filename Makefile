@@ -32,8 +32,10 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 PROXY_SRC := proxy/buffer.c proxy/log.c proxy/config.c proxy/tls.c proxy/relay.c \
              proxy/backend.c proxy/proxyproto.c proxy/dialogue.c proxy/probe.c proxy/session.c \
              proxy/listener.c
-PROTO_SRC := protocols/protocol.c protocols/registry.c protocols/smtp.c protocols/imap.c \
-             protocols/pop3.c
+SMTP_SRC  := protocols/smtp.c protocols/smtp_relay.c
+IMAP_SRC  := protocols/imap.c protocols/imap_relay.c
+POP3_SRC  := protocols/pop3.c
+PROTO_SRC := protocols/protocol.c protocols/registry.c $(SMTP_SRC) $(IMAP_SRC) $(POP3_SRC)
 LIB_SRC   := $(PROXY_SRC) $(PROTO_SRC)
 HDRS      := $(wildcard proxy/*.h protocols/*.h)
 
@@ -79,9 +81,9 @@ $(BA)/test_config: tests/unit/test_config.c proxy/config.c proxy/log.c $(PROTO_S
 $(BA)/test_tls:    tests/unit/test_tls.c proxy/tls.c proxy/config.c proxy/log.c $(PROTO_SRC)
 $(BA)/test_relay:  tests/unit/test_relay.c proxy/relay.c proxy/buffer.c
 $(BA)/test_proxyproto: tests/unit/test_proxyproto.c proxy/proxyproto.c
-$(BA)/test_smtp:   tests/unit/test_smtp.c protocols/smtp.c protocols/protocol.c
-$(BA)/test_imap:   tests/unit/test_imap.c protocols/imap.c protocols/protocol.c
-$(BA)/test_pop3:   tests/unit/test_pop3.c protocols/pop3.c protocols/protocol.c
+$(BA)/test_smtp:   tests/unit/test_smtp.c $(SMTP_SRC) protocols/protocol.c
+$(BA)/test_imap:   tests/unit/test_imap.c $(IMAP_SRC) protocols/protocol.c
+$(BA)/test_pop3:   tests/unit/test_pop3.c $(POP3_SRC) protocols/protocol.c
 RELAY_WRAP := -Wl,--wrap=read -Wl,--wrap=write
 $(BA)/test_%: $(HDRS) $(WOLFSSL_DEPS) | $(BA)
 	$(CC) $(WARN) -O1 -g $(SAN) $(CPPFLAGS) -o $@ $(filter %.c,$^) \
@@ -99,6 +101,10 @@ build/fuzz/fuzz_proxyproto: tests/fuzz/fuzz_proxyproto.c proxy/proxyproto.c prox
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $(CPPFLAGS) -o $@ $(filter %.c,$^)
+# Each protocol target links all of its module's files (protocols/%.c is the first).
+build/fuzz/fuzz_smtp: $(SMTP_SRC) protocols/smtp_int.h
+build/fuzz/fuzz_imap: $(IMAP_SRC) protocols/imap_int.h
+build/fuzz/fuzz_pop3: $(POP3_SRC)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c protocols/%.c protocols/protocol.c protocols/protocol.h
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \

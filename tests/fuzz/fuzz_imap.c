@@ -1,4 +1,4 @@
-/* libFuzzer target for protocols/imap.c.
+/* libFuzzer target for protocols/imap.c and imap_relay.c.
  *
  * Input: 4 header bytes, then data.
  *   byte 0: bit 0 level (encrypt), bit 1 implicit TLS, bit 2 relay under TLS,
@@ -10,7 +10,8 @@
  * of the core's buffers. After a backend dialogue that ends in DONE, the relay goes on
  * with its state and what it passed to the client goes first in the backend stream. Command-stream
  * mode: each data byte picks a command line; the client filter must never forward a STARTTLS and
- * must answer each one exactly once.
+ * must answer each one exactly once, and a line too long for the smaller buffers passes whole or
+ * is answered (at most once when untagged: that answer waits for the backend's).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -363,6 +364,9 @@ static const char *const cmds[] = {
     "j UID FETCH 1:* (FLAGS)",
     "k STARTTLS\t",
 };
+/* Blanks after a tag ("l") or a tag too long to remember: no command word within the
+ * smaller buffers, so the line may be a STARTTLS cut short. */
+#define LONG_BLANKS 600
 
 /* Is this forwarded line (without its line end) one the backend would read as STARTTLS? */
 HARNESS static int
@@ -396,7 +400,7 @@ count_lines(const char *p, size_t n, int starttls_only, const char *needle)
 	return c;
 }
 
-static char stream[2][128 * 160];
+static char stream[2][128 * (140 + LONG_BLANKS)];
 
 static void
 command_stream(const struct proto_config *cfg, int tls, const uint8_t *data, size_t size)
@@ -404,18 +408,26 @@ command_stream(const struct proto_config *cfg, int tls, const uint8_t *data, siz
 	size_t n[2] = {0, 0}, total[2], i, l;
 	const uint8_t *in[2];
 	const char *c;
+	unsigned k;
 
 	/* a few hundred commands show every interleaving the chunking can produce */
 	for (i = 0; i < size && i < 128; i++) {
-		c = cmds[(data[i] & 0x7f) % (sizeof(cmds) / sizeof(cmds[0]))];
-		if ((data[i] & 0x7f) >= 120) { /* a tag too long to remember */
+		k = data[i] & 0x7f;
+		c = cmds[k % (sizeof(cmds) / sizeof(cmds[0]))];
+		if (k >= 112) { /* a tag too long to remember */
 			memset(stream[0] + n[0], 't', 130);
 			n[0] += 130;
 			c = strchr(c, ' ') != NULL ? strchr(c, ' ') : " NOOP";
 		}
+		if (k >= 104 && k < 120)
+			c = k < 112 ? "l" : "";
 		l = strlen(c);
 		memcpy(stream[0] + n[0], c, l);
 		n[0] += l;
+		if (k >= 104 && k < 120) {
+			memset(stream[0] + n[0], ' ', LONG_BLANKS);
+			n[0] += LONG_BLANKS;
+		}
 		l = data[i] & 0x80 ? 1 : 2;
 		memcpy(stream[0] + n[0], &"\r\n"[2 - l], l);
 		n[0] += l;
@@ -439,6 +451,13 @@ command_stream(const struct proto_config *cfg, int tls, const uint8_t *data, siz
 	CHECK(count_lines(dirs[0].out, dirs[0].outlen, 0, "NOOP") ==
 	      count_lines(stream[0], total[0], 0, "NOOP"));
 	CHECK(count_lines(dirs[1].out, dirs[1].outlen, 0, "z OK done") == total[1] / 23);
+	/* long blank lines: forwarded whole, or dropped and answered */
+	CHECK(count_lines(dirs[0].out, dirs[0].outlen, 0, "l        ") +
+	          count_lines(dirs[1].out, dirs[1].outlen, 0, "l BAD Command line too long") ==
+	      count_lines(stream[0], total[0], 0, "l        "));
+	CHECK(count_lines(dirs[0].out, dirs[0].outlen, 0, "t        ") +
+	          count_lines(dirs[1].out, dirs[1].outlen, 0, "* BAD Command line too long") <=
+	      count_lines(stream[0], total[0], 0, "t        "));
 }
 
 int

@@ -1,4 +1,4 @@
-/* libFuzzer target for protocols/smtp.c.
+/* libFuzzer target for protocols/smtp.c and smtp_relay.c.
  *
  * Input: 4 control bytes, then data.
  *   c0 bit 0: level encrypt, bit 1: implicit TLS, bit 2: relay under TLS,
@@ -42,7 +42,7 @@
 		}                                                                                  \
 	} while (0)
 
-/* Coverage should guide towards smtp.c, not the harness's own loops (they are most of
+/* Coverage should guide towards smtp*.c, not the harness's own loops (they are most of
  * the run time when traced). */
 #define HARNESS __attribute__((no_sanitize("coverage")))
 

@@ -742,6 +742,8 @@ backend_line__implicit_greeting_at_limit__whole_or_refused(void **unused)
 /* --- 3. relay filters --- */
 
 #define RBUF 4096
+/* The answer to a command line dropped for filling the buffer, after its tag or "*". */
+#define TOO_LONG " BAD Command line too long; discarded.\r\n"
 
 /* The core's relay buffers, simplified: bytes not final stay and get new data appended;
  * each round runs client, backend, client filter as the core does. */
@@ -856,6 +858,15 @@ run_scenario(const struct scenario *sc, size_t split, int onebyte, struct sim *s
 	"STARTTLS\r\nx STARTTLS\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\n"                            \
 	"a OK [CAPABILITY STARTTLS] x\r\n250 STARTTLS\r\nSTLS\r\n"
 #define BODY_LEN "105"
+/* Longer than the simulated relay buffer (RBUF): no command word before it fills. */
+#define X16  "xxxxxxxxxxxxxxxx"
+#define X256 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16
+#define S16  "                "
+#define S256 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16 S16
+#define LONG_TOKEN                                                                                 \
+	X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256
+#define LONG_BLANKS                                                                                \
+	S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256 S256
 
 static const struct scenario scenarios[] = {
     {"refused over TLS, pipelined",
@@ -867,6 +878,15 @@ static const struct scenario scenarios[] = {
       "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ "
       "AUTH=PLAIN] Dovecot (Debian) ready.\r\nb BAD TLS is already active.\r\n"
       "a OK NOOP completed.\r\nc OK NOOP completed.\r\n"},
+     0},
+    {"refused: a tag RFC 3501 does not allow is answered with *",
+     0,
+     {{0, "+ STARTTLS\r\n*x STARTTLS\r\nt\x01 STARTTLS\r\nt{1} STARTTLS\r\nt] STARTTLS\r\n", 0}},
+     {"", "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "* BAD STARTTLS not available on this connection.\r\n"
+          "t] BAD STARTTLS not available on this connection.\r\n"},
      0},
     {"refused in plaintext, any case, bare LF, extra spaces, arguments",
      0,
@@ -977,6 +997,35 @@ static const struct scenario scenarios[] = {
       {1, "a OK Idle completed.\r\n", 0}},
      {"a IDLE\r\nDONE\r\nb SEARCH \0\r\n", "+ idling\r\n* 4 EXISTS\r\na OK Idle completed.\r\n"},
      26},
+    {"line filling the buffer, no command word: dropped, answered once, untagged",
+     1,
+     {{0, LONG_TOKEN LONG_TOKEN "\r\nb NOOP\r\n", 0}, {1, "b OK NOOP completed.\r\n", 0}},
+     {"b NOOP\r\n", "*" TOO_LONG "b OK NOOP completed.\r\n"},
+     0},
+    {"dropped lines: tagged answer at a boundary, untagged one after earlier answers",
+     1,
+     {{0, "a FETCH 1 BODY[]\r\n", 0},
+      {1, "* 1 FETCH (BODY[] {10}\r\n01234", 0},
+      {0, LONG_TOKEN "\r\nc NOOP\r\n", 0},
+      {0, "t" LONG_BLANKS "\r\n", 0},
+      {1, "56789)\r\n* 2 EXISTS\r\n", 0},
+      {1, "a OK Fetch completed.\r\n", 0},
+      {1, "c OK NOOP completed.\r\n", 0}},
+     {"a FETCH 1 BODY[]\r\nc NOOP\r\n",
+      "* 1 FETCH (BODY[] {10}\r\n0123456789)\r\nt" TOO_LONG
+      "* 2 EXISTS\r\na OK Fetch completed.\r\n*" TOO_LONG "c OK NOOP completed.\r\n"},
+     0},
+    {"untagged answer: IDLE's DONE and lines without a tag are owed no answer",
+     0,
+     {{0, "a IDLE\r\n", 0},
+      {1, "+ idling\r\n", 0},
+      {0, "DONE\r\n\r\n b\r\n{x} NOOP\r\n", 0},
+      {1, "a OK Idle completed.\r\n* BAD Error in IMAP command received by server.\r\n", 0},
+      {0, LONG_BLANKS "\r\n", 0}},
+     {"a IDLE\r\nDONE\r\n\r\n b\r\n{x} NOOP\r\n",
+      "+ idling\r\na OK Idle completed.\r\n* BAD Error in IMAP command received by server.\r\n"
+      "*" TOO_LONG},
+     0},
 };
 
 static void
@@ -1126,18 +1175,74 @@ client_filter__full_starttls_line__dropped_never_forwarded(void **unused)
 	expect_bytes("reply", bbuf, f, "a BAD TLS is already active.\r\n", 30);
 }
 
+/* The relay buffer (16 KB in the core) full of one token without a line end: it may be
+ * the tag of a STARTTLS, so it is dropped up to its line end, however long, and never
+ * reaches the backend; the client is answered once, before the answers to what follows. */
+static void
+client_filter__full_line_no_command_word__dropped_and_answered(void **unused)
+{
+	static char buf[16384];
+	char bbuf[256];
+	size_t len, f, blen;
+	void *st = fresh(&cfg_may, 1);
+	int i;
+
+	(void)unused;
+	for (i = 0; i < 3; i++) {
+		memset(buf, 'A', sizeof(buf));
+		len = sizeof(buf);
+		f = P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1);
+		assert_int_equal(f, 0);
+		assert_int_equal(len, 0);
+	}
+	memcpy(buf, "AAAA\r\nb NOOP\r\n", 14);
+	len = 14;
+	f = P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 0);
+	expect_bytes("client->backend", buf, f, "b NOOP\r\n", 8);
+	assert_int_equal(len, 8);
+	blen = 0;
+	f = P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
+	expect_bytes("answer", bbuf, f, "*" TOO_LONG, strlen("*" TOO_LONG));
+	assert_int_equal(blen, f);
+	memcpy(bbuf, "b OK NOOP completed.\r\n", 22);
+	blen = 22;
+	f = P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
+	expect_bytes("backend->client", bbuf, f, "b OK NOOP completed.\r\n", 22);
+	blen = 0;
+	assert_int_equal(P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0), 0);
+
+	/* with a tag before the blanks the answer is tagged */
+	st = fresh(&cfg_may, 0);
+	memset(buf, ' ', sizeof(buf));
+	memcpy(buf, "a001", 4);
+	len = sizeof(buf);
+	assert_int_equal(P->client_filter(st, &cfg_may, buf, &len, sizeof(buf), 1), 0);
+	assert_int_equal(len, 0);
+	blen = 0;
+	f = P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
+	expect_bytes("answer", bbuf, f, "a001" TOO_LONG, strlen("a001" TOO_LONG));
+}
+
 /* The core sets `full` at end of input too: whatever is left passes, except what might
- * be a STARTTLS (the backend would not run a command without its line end anyway). */
+ * be a STARTTLS (the backend would not run a command without its line end anyway). A
+ * STARTTLS seen whole is refused; a line that only may be one ("STARTTLSX" might
+ * follow) is answered as a line too long, as a full buffer would be. */
 static void
 filters__full_at_end_of_input__flushed_or_dropped(void **unused)
 {
 	static const struct {
 		const char *in;
 		size_t final, left;
+		const char *reply;
 	} cases[] = {
-	    {"a NOOP", 6, 6},     {"a SELECT INB", 12, 12}, {"a STARTT", 0, 0},
-	    {"a STARTTLS", 0, 0}, {"a starttls x", 0, 0},   {"a", 0, 0},
-	    {"a ", 0, 0},         {"a STARTTLSX", 11, 11},
+	    {"a NOOP", 6, 6, ""},
+	    {"a SELECT INB", 12, 12, ""},
+	    {"a STARTT", 0, 0, "a" TOO_LONG},
+	    {"a STARTTLS", 0, 0, "a" TOO_LONG},
+	    {"a starttls x", 0, 0, "a BAD TLS is already active.\r\n"},
+	    {"a", 0, 0, "a" TOO_LONG},
+	    {"a ", 0, 0, "a" TOO_LONG},
+	    {"a STARTTLSX", 11, 11, ""},
 	};
 	char buf[64], bbuf[256];
 	size_t i, len, blen;
@@ -1154,8 +1259,7 @@ filters__full_at_end_of_input__flushed_or_dropped(void **unused)
 		assert_int_equal(len, cases[i].left);
 		blen = 0;
 		P->backend_filter(st, &cfg_may, bbuf, &blen, sizeof(bbuf), 0);
-		/* only a STARTTLS seen whole ("STARTTLSX" might follow) is answered */
-		assert_int_equal(blen, strcmp(cases[i].in, "a starttls x") == 0 ? 30 : 0);
+		expect_bytes("reply", bbuf, blen, cases[i].reply, strlen(cases[i].reply));
 	}
 	len = 9;
 	memcpy(buf, "* BYE bye", 9);
@@ -1503,6 +1607,7 @@ main(void)
 	    cmocka_unit_test(filters__no_room_for_refusal__waits_for_room),
 	    cmocka_unit_test(client_filter__full_long_line__passed_literal_at_cut_still_seen),
 	    cmocka_unit_test(client_filter__full_starttls_line__dropped_never_forwarded),
+	    cmocka_unit_test(client_filter__full_line_no_command_word__dropped_and_answered),
 	    cmocka_unit_test(filters__full_at_end_of_input__flushed_or_dropped),
 	    cmocka_unit_test(filters__full_and_empty__state_unchanged),
 	    cmocka_unit_test(client_filter__full_then_line_removed__cut_line_kept),

@@ -1,4 +1,5 @@
-/* protocols/smtp.c: pre-TLS dialogue, backend dialogue, relay filters, probe. */
+/* protocols/smtp.c (pre-TLS dialogue, backend dialogue, probe) and smtp_relay.c (relay
+ * filters). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

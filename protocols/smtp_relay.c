@@ -156,8 +156,10 @@ body_end(struct smtp_state *st, size_t n)
 }
 
 /* Body bytes at p, through the end-of-data line if it is there. Only the first and
- * last three bytes are stepped through; memchr finds the line ends in between (glibc's
- * memmem steps byte by byte for a two-byte needle: it cost 40% of an upload's CPU). */
+ * last three bytes are stepped through; in between memchr finds the dots, and a dot
+ * after LF is looked at. Dots are rarer than line ends in text and absent from base64,
+ * so most buffers are one vectorised memchr (glibc's memmem steps byte by byte for a
+ * two-byte needle: it cost 40% of an upload's CPU). */
 static size_t
 body_scan(struct smtp_state *st, const char *p, size_t n)
 {
@@ -169,10 +171,10 @@ body_scan(struct smtp_state *st, const char *p, size_t n)
 		if ((s = dot_step(s, p[i])) == DOT_END)
 			return body_end(st, i + 1);
 	if (n > 3) {
-		for (q = p; (q = memchr(q, '\n', n - 1 - (size_t)(q - p))) != NULL; q++) {
-			if (q[1] != '.')
+		for (q = p + 1; (q = memchr(q, '.', n - (size_t)(q - p))) != NULL; q++) {
+			if (q[-1] != '\n')
 				continue;
-			at = (size_t)(q - p) + 2;
+			at = (size_t)(q - p) + 1;
 			if (at < n && p[at] == '\n')
 				return body_end(st, at + 1);
 			if (at + 1 < n && p[at] == '\r' && p[at + 1] == '\n')

@@ -5,6 +5,7 @@ EXPORT, SSLv3 are compiled out of Debian's OpenSSL 3)."""
 
 import os
 import re
+import socket
 import ssl
 
 import pytest
@@ -122,6 +123,36 @@ def test_tls13_suites(mailedge, suite):
     rc, out = s_client(SMTPS_PORT, ["-tls1_3", "-ciphersuites", suite], stdin=b"")
     proto, negotiated = s_client_negotiated(out)
     assert proto == "TLSv1.3" and negotiated == suite, out
+
+
+def _smtps_session(ctx, session=None):
+    """One SMTPS connection: read the greeting (so the TLS 1.3 ticket that comes with
+    it is processed), then QUIT. Returns (session, reused)."""
+    raw = socket.create_connection(("127.0.0.1", SMTPS_PORT), timeout=15)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+        greeting = s.recv(512)
+        assert greeting.startswith(b"220"), greeting
+        s.sendall(b"QUIT\r\n")
+        s.recv(512)
+        return s.session, s.session_reused
+
+
+def test_tls13_resumption_then_tls12_and_other_suites_still_accepted(mailedge, postfix):
+    """A resumed TLS 1.3 handshake must not narrow what the listener accepts afterwards
+    (wolfSSL single-threaded builds refined the shared suite list in place: every
+    TLS 1.2 client failed after the first resumption; see wolfssl/patches)."""
+    ctx = client_context(min_version=ssl.TLSVersion.TLSv1_3)
+    session, reused = _smtps_session(ctx)
+    assert session is not None and not reused
+    for _ in range(3):
+        _, reused = _smtps_session(ctx, session)
+        assert reused, "TLS 1.3 session was not resumed"
+    rc, out = s_client(SMTPS_PORT, ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+                       stdin=b"")
+    assert s_client_negotiated(out) == ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"), out
+    rc, out = s_client(SMTPS_PORT, ["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+                       stdin=b"")
+    assert s_client_negotiated(out) == ("TLSv1.3", "TLS_AES_256_GCM_SHA384"), out
 
 
 # --- weak settings are refused by the config check ---------------------------------------------

@@ -17,75 +17,16 @@
 #include "log.h"
 #include "proxyproto.h"
 #include "relay.h"
+#include "session_int.h"
 
 /* One TLS record of plaintext: a wolfSSL_read never needs more, and wolfSSL_write is
  * called with at most this much so each call is one record. */
 #define RELAY_BUF_SIZE   16384
 #define TEMPFAIL_TIMEOUT 5.0
 
-enum session_state {
-	S_PROXY_HEADER, /* accept_proxy: reading the load balancer's PROXY header */
-	S_DIALOGUE,     /* STARTTLS listeners: greeting and commands answered by us */
-	S_HANDSHAKE,
-	S_CONNECTING,
-	S_BACKEND_DIALOGUE, /* swallow the backend greeting, replay for plaintext `may` */
-	S_RELAY,
-	S_DRAINING, /* client finished sending; backend -> client still flowing */
-	S_TEMPFAIL, /* writing the protocol's temporary-failure reply */
-	S_CLOSED,
-};
-
 static const char *const state_names[] = {"PROXY_HEADER", "DIALOGUE",         "HANDSHAKE",
                                           "CONNECTING",   "BACKEND_DIALOGUE", "RELAY",
                                           "DRAINING",     "TEMPFAIL",         "CLOSED"};
-
-struct tls_endpoint {
-	WOLFSSL *ssl;
-	size_t retry_len; /* wolfSSL_write must be retried with the same length */
-};
-
-/* Allocated only when relaying starts: idle handshakes cost no relay memory. */
-/* The two directions; their buffers come from relay.c's pool while they hold bytes. */
-struct relay_block {
-	struct relay_dir c2b, b2c;
-};
-
-struct session {
-	struct service *svc;
-	uint64_t id;
-	enum session_state state;
-	int cfd, bfd;
-	ev_io cio, bio;
-	ev_timer timer;
-	ev_tstamp started, last_activity;
-	struct tls_endpoint tls;
-	struct plain_endpoint backend;
-	struct plain_endpoint client_plain; /* plaintext `may` sessions */
-	const struct endpoint_ops *cops;    /* the client endpoint once relaying: TLS or plain */
-	void *cep;
-	struct relay_block *relay;
-	struct dialogue *dlg;     /* pre-TLS only */
-	struct backend_dlg *bdlg; /* backend dialogue only */
-	int backend_idx;
-	size_t tempfail_off;
-	unsigned tls_up : 1;
-	unsigned tls_done : 1;
-	unsigned plaintext : 1;
-	unsigned backend_shut : 1;
-	unsigned queued : 1;
-	struct session *runq_next;
-	struct session *prev, *next;      /* all sessions, for shutdown */
-	char peer[INET6_ADDRSTRLEN + 16]; /* "unknown[ip]:port", the Postfix form */
-	/* The client as everything downstream sees it: the socket peer, or what a trusted
-	 * load balancer's PROXY header said. local = where the client connected. */
-	struct sockaddr_any client_sa, local_sa;
-	char client_host[INET6_ADDRSTRLEN], local_host[INET6_ADDRSTRLEN];
-	struct proto_peer ppeer;
-	unsigned char *phdr; /* PROXY header bytes consumed so far (S_PROXY_HEADER only) */
-	size_t phdr_len;
-	/* Protocol state (proto->state_size bytes), for the whole session. */
-	_Alignas(max_align_t) unsigned char pstate[];
-};
 
 size_t
 session_struct_size(void)

@@ -39,7 +39,6 @@ session_struct_size(void)
 static struct session *runq;
 static ev_idle runq_idle;
 static struct session *all_sessions;
-static void relay_run(struct session *s);
 
 static void
 runq_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -55,12 +54,12 @@ runq_cb(struct ev_loop *loop, ev_idle *w, int revents)
 		s->queued = 0;
 		s->runq_next = NULL;
 		if (s->state == S_RELAY || s->state == S_DRAINING)
-			relay_run(s);
+			session_relay_run(s);
 	}
 }
 
-static void
-runq_add(struct session *s)
+void
+session_runq_add(struct session *s)
 {
 	if (s->queued)
 		return;
@@ -138,11 +137,11 @@ tls_send(void *ep, const void *buf, size_t len, size_t *n, int *err)
 	return tls_io_result(t, ret, err);
 }
 
-static const struct endpoint_ops tls_endpoint_ops = {tls_recv, tls_send};
+const struct endpoint_ops session_tls_endpoint_ops = {tls_recv, tls_send};
 
 /* --- helpers --- */
 
-static void
+void
 session_enter(struct session *s, enum session_state to)
 {
 	log_debug("%s#%llu: %s -> %s", s->svc->cfg->name, (unsigned long long)s->id,
@@ -150,8 +149,8 @@ session_enter(struct session *s, enum session_state to)
 	s->state = to;
 }
 
-static void
-io_want(struct session *s, ev_io *w, int fd, int events)
+void
+session_io_want(struct session *s, ev_io *w, int fd, int events)
 {
 	struct ev_loop *loop = s->svc->loop;
 
@@ -166,23 +165,23 @@ io_want(struct session *s, ev_io *w, int fd, int events)
 	ev_io_start(loop, w);
 }
 
-static void
-timer_set(struct session *s, double after)
+void
+session_timer_set(struct session *s, double after)
 {
 	ev_timer_stop(s->svc->loop, &s->timer);
 	ev_timer_set(&s->timer, after, 0.0);
 	ev_timer_start(s->svc->loop, &s->timer);
 }
 
-static int
-io_events(enum io_result wait)
+int
+session_io_events(enum io_result wait)
 {
 	return wait == IO_WANT_READ ? EV_READ : wait == IO_WANT_WRITE ? EV_WRITE : 0;
 }
 
 /* Send close_notify once, best effort (never waits). */
-static void
-tls_goodbye(struct session *s)
+void
+session_tls_goodbye(struct session *s)
 {
 	if (s->tls.ssl != NULL && s->tls_up) {
 		wolfSSL_shutdown(s->tls.ssl);
@@ -255,19 +254,19 @@ tempfail_step(struct session *s)
 		if (r == IO_OK) {
 			s->tempfail_off += n;
 		} else if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
-			io_want(s, &s->cio, s->cfd, io_events(r));
+			session_io_want(s, &s->cio, s->cfd, session_io_events(r));
 			return;
 		} else {
 			session_close(s, "backend-unavailable");
 			return;
 		}
 	}
-	tls_goodbye(s);
+	session_tls_goodbye(s);
 	session_close(s, "backend-unavailable");
 }
 
-static void
-backend_unavailable(struct session *s)
+void
+session_backend_unavailable(struct session *s)
 {
 	s->svc->stats->backend_failures++;
 	log_warn("%s#%llu: no backend of [backend %s] usable for %s: sending temporary failure",
@@ -278,7 +277,7 @@ backend_unavailable(struct session *s)
 		s->bfd = -1;
 	}
 	session_enter(s, S_TEMPFAIL);
-	timer_set(s, TEMPFAIL_TIMEOUT);
+	session_timer_set(s, TEMPFAIL_TIMEOUT);
 	tempfail_step(s);
 }
 
@@ -300,8 +299,8 @@ filter_b2c(void *ctx, char *buf, size_t *len, size_t cap, int full)
 
 /* The relay block is allocated once the backend answers, not at accept; its buffers are
  * borrowed from relay.c's pool only while they hold bytes, so an idle session costs none. */
-static int
-relay_alloc(struct session *s)
+int
+session_relay_alloc(struct session *s)
 {
 	const struct protocol *p = s->svc->cfg->proto;
 	struct relay_block *rb = malloc(sizeof(*rb));
@@ -321,8 +320,8 @@ relay_alloc(struct session *s)
 	return 0;
 }
 
-static void
-relay_start(struct session *s)
+void
+session_relay_start(struct session *s)
 {
 	struct relay_block *rb = s->relay;
 
@@ -355,8 +354,8 @@ relay_start(struct session *s)
 	s->bdlg = NULL;
 	session_enter(s, S_RELAY);
 	s->last_activity = ev_now(s->svc->loop);
-	timer_set(s, s->svc->cfg->idle_timeout);
-	relay_run(s);
+	session_timer_set(s, s->svc->cfg->idle_timeout);
+	session_relay_run(s);
 }
 
 static const char *
@@ -386,8 +385,8 @@ relay_signature(const struct relay_block *rb)
 	       buffer_len(&rb->c2b.buf) * 3 + buffer_len(&rb->b2c.buf);
 }
 
-static void
-relay_run(struct session *s)
+void
+session_relay_run(struct session *s)
 {
 	struct relay_block *rb = s->relay;
 	uint64_t before = rb->c2b.bytes + rb->b2c.bytes;
@@ -421,7 +420,7 @@ relay_run(struct session *s)
 			return;
 		}
 		if (r == RELAY_DONE) {
-			tls_goodbye(s);
+			session_tls_goodbye(s);
 			session_close(s, s->backend_shut ? "client-closed" : "backend-closed");
 			return;
 		}
@@ -430,62 +429,62 @@ relay_run(struct session *s)
 			break;
 	}
 
-	int cev = io_events(rb->b2c.dst_wait),
-	    bev = io_events(rb->b2c.src_eof ? IO_OK : rb->b2c.src_wait);
+	int cev = session_io_events(rb->b2c.dst_wait),
+	    bev = session_io_events(rb->b2c.src_eof ? IO_OK : rb->b2c.src_wait);
 	if (!s->backend_shut) {
-		cev |= io_events(rb->c2b.src_eof ? IO_OK : rb->c2b.src_wait);
-		bev |= io_events(rb->c2b.dst_wait);
+		cev |= session_io_events(rb->c2b.src_eof ? IO_OK : rb->c2b.src_wait);
+		bev |= session_io_events(rb->c2b.dst_wait);
 	}
-	io_want(s, &s->cio, s->cfd, cev);
-	io_want(s, &s->bio, s->bfd, bev);
+	session_io_want(s, &s->cio, s->cfd, cev);
+	session_io_want(s, &s->bio, s->bfd, bev);
 	if (more)
-		runq_add(s);
+		session_runq_add(s);
 	if (rb->c2b.bytes + rb->b2c.bytes != before)
 		s->last_activity = ev_now(s->svc->loop);
 }
 
 /* An fd became ready: clear the waits it satisfies, then move data. */
-static void
-relay_event(struct session *s, void *endpoint, int revents)
+void
+session_relay_event(struct session *s, void *endpoint, int revents)
 {
 	struct relay_dir *dirs[2] = {&s->relay->c2b, &s->relay->b2c};
 
 	for (int i = 0; i < 2; i++) {
 		struct relay_dir *d = dirs[i];
-		if (d->src == endpoint && (io_events(d->src_wait) & revents))
+		if (d->src == endpoint && (session_io_events(d->src_wait) & revents))
 			d->src_wait = IO_OK;
-		if (d->dst == endpoint && (io_events(d->dst_wait) & revents))
+		if (d->dst == endpoint && (session_io_events(d->dst_wait) & revents))
 			d->dst_wait = IO_OK;
 	}
-	relay_run(s);
+	session_relay_run(s);
 }
 
 /* --- backend dialogue (STARTTLS listeners): greeting swallowed, plaintext replay --- */
 
-static void
-backend_dialogue_run(struct session *s)
+void
+session_backend_dialogue_run(struct session *s)
 {
 	switch (backend_dialogue_step(s->bdlg, s->bfd)) {
 	case BDLG_WANT_READ:
-		io_want(s, &s->bio, s->bfd, EV_READ);
+		session_io_want(s, &s->bio, s->bfd, EV_READ);
 		break;
 	case BDLG_WANT_WRITE:
-		io_want(s, &s->bio, s->bfd, EV_WRITE);
+		session_io_want(s, &s->bio, s->bfd, EV_WRITE);
 		break;
 	case BDLG_DONE:
 		log_debug("%s#%llu: backend ready for %s; its last dialogue line: \"%s\"",
 		          s->svc->cfg->name, (unsigned long long)s->id, s->peer, s->bdlg->why);
-		relay_start(s);
+		session_relay_start(s);
 		break;
 	case BDLG_REFUSED:
 		log_warn("%s#%llu: backend refused the session for %s: \"%s\"", s->svc->cfg->name,
 		         (unsigned long long)s->id, s->peer, s->bdlg->why);
-		backend_unavailable(s);
+		session_backend_unavailable(s);
 		break;
 	case BDLG_BROKEN:
 		log_warn("%s#%llu: backend dialogue failed for %s: %s", s->svc->cfg->name,
 		         (unsigned long long)s->id, s->peer, strerror(s->bdlg->err));
-		backend_unavailable(s);
+		session_backend_unavailable(s);
 		break;
 	}
 }
@@ -527,13 +526,13 @@ backend_connected(struct session *s)
 	int header = id == IDENT_PROXY_V1 || id == IDENT_PROXY_V2;
 
 	/* The backend dialogue reads into the backend->client buffer. */
-	if (relay_alloc(s) != 0 || relay_dir_hold(&s->relay->b2c) != 0) {
+	if (session_relay_alloc(s) != 0 || relay_dir_hold(&s->relay->b2c) != 0) {
 		session_close(s, "out-of-memory");
 		return;
 	}
 	if (!dialogue && !header) {
 		/* Wrapper mode: the backend's own greeting goes to the client byte-exact. */
-		relay_start(s);
+		session_relay_start(s);
 		return;
 	}
 	s->bdlg = calloc(1, sizeof(*s->bdlg));
@@ -557,8 +556,8 @@ backend_connected(struct session *s)
 		          s->bdlg->out.len);
 	}
 	session_enter(s, S_BACKEND_DIALOGUE);
-	timer_set(s, c->backend->connect_timeout);
-	backend_dialogue_run(s);
+	session_timer_set(s, c->backend->connect_timeout);
+	session_backend_dialogue_run(s);
 }
 
 /* --- backend connect with failover --- */
@@ -578,19 +577,19 @@ connect_next(struct session *s)
 			return;
 		}
 		if (r == BACKEND_IN_PROGRESS) {
-			io_want(s, &s->bio, s->bfd, EV_WRITE);
-			timer_set(s, b->connect_timeout);
+			session_io_want(s, &s->bio, s->bfd, EV_WRITE);
+			session_timer_set(s, b->connect_timeout);
 			return;
 		}
 		log_warn("%s#%llu: backend %s: connect: %s", s->svc->cfg->name,
 		         (unsigned long long)s->id, config_addr_str(a, addr, sizeof(addr)),
 		         strerror(err));
 	}
-	backend_unavailable(s);
+	session_backend_unavailable(s);
 }
 
-static void
-connect_failed(struct session *s, const char *why)
+void
+session_connect_failed(struct session *s, const char *why)
 {
 	const struct cfg_backend *b = s->svc->cfg->backend;
 	char addr[INET6_ADDRSTRLEN + 16];
@@ -603,22 +602,22 @@ connect_failed(struct session *s, const char *why)
 	connect_next(s);
 }
 
-static void
-connect_event(struct session *s)
+void
+session_connect_event(struct session *s)
 {
 	int err = 0;
 
 	if (backend_connect_finish(s->bfd, &err) != 0) {
-		connect_failed(s, strerror(err));
+		session_connect_failed(s, strerror(err));
 		return;
 	}
 	backend_connected(s);
 }
 
-static void
-start_connecting(struct session *s)
+void
+session_start_connecting(struct session *s)
 {
-	io_want(s, &s->cio, s->cfd, 0);
+	session_io_want(s, &s->cio, s->cfd, 0);
 	session_enter(s, S_CONNECTING);
 	connect_next(s);
 }
@@ -636,10 +635,10 @@ handshake_step(struct session *s)
 	case TLS_IO_DONE:
 		break;
 	case TLS_IO_WANT_READ:
-		io_want(s, &s->cio, s->cfd, EV_READ);
+		session_io_want(s, &s->cio, s->cfd, EV_READ);
 		return;
 	case TLS_IO_WANT_WRITE:
-		io_want(s, &s->cio, s->cfd, EV_WRITE);
+		session_io_want(s, &s->cio, s->cfd, EV_WRITE);
 		return;
 	default:
 		s->svc->stats->handshake_failures++;
@@ -651,13 +650,13 @@ handshake_step(struct session *s)
 	}
 	s->tls_up = 1;
 	s->tls_done = 1;
-	s->cops = &tls_endpoint_ops;
+	s->cops = &session_tls_endpoint_ops;
 	s->cep = &s->tls;
 	s->svc->stats->handshakes++;
 	tls_describe(s->tls.ssl, desc, sizeof(desc));
 	log_info("%s#%llu: TLS connection established from %s: %s", s->svc->cfg->name,
 	         (unsigned long long)s->id, s->peer, desc);
-	start_connecting(s);
+	session_start_connecting(s);
 }
 
 static void
@@ -669,7 +668,7 @@ handshake_start(struct session *s)
 		return;
 	}
 	session_enter(s, S_HANDSHAKE);
-	timer_set(s, s->svc->cfg->handshake_timeout);
+	session_timer_set(s, s->svc->cfg->handshake_timeout);
 	handshake_step(s);
 }
 
@@ -683,10 +682,10 @@ dialogue_run(struct session *s)
 
 	switch (dialogue_step(d, s->cfd)) {
 	case DLG_WANT_READ:
-		io_want(s, &s->cio, s->cfd, EV_READ);
+		session_io_want(s, &s->cio, s->cfd, EV_READ);
 		break;
 	case DLG_WANT_WRITE:
-		io_want(s, &s->cio, s->cfd, EV_WRITE);
+		session_io_want(s, &s->cio, s->cfd, EV_WRITE);
 		break;
 	case DLG_STARTTLS:
 		s->svc->stats->starttls++;
@@ -714,7 +713,7 @@ dialogue_run(struct session *s)
 		log_info("%s#%llu: client %s continues without STARTTLS: relaying in plaintext "
 		         "(security_level = may)",
 		         c->name, (unsigned long long)s->id, s->peer);
-		start_connecting(s);
+		session_start_connecting(s);
 		break;
 	case DLG_CLOSE:
 		log_info("%s#%llu: pre-TLS dialogue with %s ended: \"%s\"", c->name,
@@ -754,7 +753,7 @@ client_cb(struct ev_loop *loop, ev_io *w, int revents)
 		break;
 	case S_RELAY:
 	case S_DRAINING:
-		relay_event(s, s->cep, revents);
+		session_relay_event(s, s->cep, revents);
 		break;
 	case S_TEMPFAIL:
 		tempfail_step(s);
@@ -772,14 +771,14 @@ backend_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	switch (s->state) {
 	case S_CONNECTING:
-		connect_event(s);
+		session_connect_event(s);
 		break;
 	case S_BACKEND_DIALOGUE:
-		backend_dialogue_run(s);
+		session_backend_dialogue_run(s);
 		break;
 	case S_RELAY:
 	case S_DRAINING:
-		relay_event(s, &s->backend, revents);
+		session_relay_event(s, &s->backend, revents);
 		break;
 	default:
 		ev_io_stop(loop, w);
@@ -813,22 +812,22 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		session_close(s, "handshake-timeout");
 		break;
 	case S_CONNECTING:
-		connect_failed(s, "timed out");
+		session_connect_failed(s, "timed out");
 		break;
 	case S_BACKEND_DIALOGUE:
 		log_warn("%s#%llu: backend dialogue timed out for %s", s->svc->cfg->name,
 		         (unsigned long long)s->id, s->peer);
-		backend_unavailable(s);
+		session_backend_unavailable(s);
 		break;
 	case S_RELAY:
 	case S_DRAINING: {
 		/* Lazy idle timer: activity only stamps last_activity; re-arm for the rest. */
 		ev_tstamp left = s->last_activity + s->svc->cfg->idle_timeout - ev_now(loop);
 		if (left > 0.001) {
-			timer_set(s, left);
+			session_timer_set(s, left);
 			break;
 		}
-		tls_goodbye(s);
+		session_tls_goodbye(s);
 		session_close(s, s->state == S_DRAINING ? "drain-timeout" : "idle-timeout");
 		break;
 	}
@@ -877,7 +876,7 @@ session_begin(struct session *s)
 	}
 	session_enter(s, S_DIALOGUE);
 	dialogue_greet(s->dlg);
-	timer_set(s, svc->cfg->dialogue_timeout);
+	session_timer_set(s, svc->cfg->dialogue_timeout);
 	dialogue_run(s);
 }
 
@@ -902,7 +901,7 @@ proxy_header_step(struct session *s)
 	memcpy(peek, s->phdr, s->phdr_len);
 	n = recv(s->cfd, peek + s->phdr_len, sizeof(peek) - s->phdr_len, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-		io_want(s, &s->cio, s->cfd, EV_READ);
+		session_io_want(s, &s->cio, s->cfd, EV_READ);
 		return;
 	}
 	if (n <= 0) {
@@ -922,7 +921,7 @@ proxy_header_step(struct session *s)
 			return;
 		}
 		s->phdr_len += (size_t)n;
-		io_want(s, &s->cio, s->cfd, EV_READ);
+		session_io_want(s, &s->cio, s->cfd, EV_READ);
 		return;
 	}
 	if (r < 0) {
@@ -935,7 +934,7 @@ proxy_header_step(struct session *s)
 	}
 	free(s->phdr);
 	s->phdr = NULL;
-	io_want(s, &s->cio, s->cfd, 0);
+	session_io_want(s, &s->cio, s->cfd, 0);
 	if (!a.local) {
 		/* From now on the load balancer's client is the client, everywhere. */
 		char was[sizeof(s->peer)];
@@ -997,7 +996,7 @@ session_new(struct service *svc, int fd, const struct sockaddr_any *peer)
 			session_close(s, "out-of-memory");
 			return;
 		}
-		timer_set(s, svc->cfg->proxy_timeout);
+		session_timer_set(s, svc->cfg->proxy_timeout);
 		proxy_header_step(s);
 		return;
 	}
@@ -1008,7 +1007,7 @@ void
 session_close_all(const char *reason)
 {
 	while (all_sessions != NULL) {
-		tls_goodbye(all_sessions);
+		session_tls_goodbye(all_sessions);
 		session_close(all_sessions, reason);
 	}
 }

@@ -31,7 +31,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 
 PROXY_SRC := proxy/buffer.c proxy/log.c proxy/config.c proxy/tls.c proxy/relay.c \
              proxy/backend.c proxy/proxyproto.c proxy/dialogue.c proxy/probe.c proxy/session.c \
-             proxy/session_relay.c proxy/listener.c
+             proxy/session_relay.c proxy/session_backend.c proxy/listener.c
 SMTP_SRC  := protocols/smtp.c protocols/smtp_relay.c
 IMAP_SRC  := protocols/imap.c protocols/imap_relay.c
 POP3_SRC  := protocols/pop3.c

@@ -1,3 +1,14 @@
+/* The session state machine (struct session, session_int.h): session_new() takes an
+ * accepted socket, reads a trusted load balancer's PROXY header when accept_proxy asks
+ * for one (peek, decode, then consume exactly), then runs the TLS handshake; STARTTLS
+ * listeners first run the pre-TLS dialogue (dialogue.c), which may instead hand a `may`
+ * client over in plaintext. The watchers, the single timer and the run queue dispatch on
+ * the state; every state change goes through session_enter() and every ending through
+ * session_close(), the only teardown. The data path continues in session_backend.c
+ * (connect with failover, backend dialogue, identity preamble), then session_relay.c
+ * (relay glue); when no backend is usable, the temporary failure (S_TEMPFAIL) is written
+ * from here.
+ */
 #include "session.h"
 
 #include <errno.h>

@@ -79,7 +79,7 @@ struct session {
 	_Alignas(max_align_t) unsigned char pstate[];
 };
 
-/* Shared helpers: the state machine's core and its watchers, timer and run queue. */
+/* session.c: the state machine's core, its watchers, timer and run queue. */
 void session_enter(struct session *s, enum session_state to);
 /* Watch fd for events (EV_READ/EV_WRITE), or stop watching when events is 0. */
 void session_io_want(struct session *s, ev_io *w, int fd, int events);
@@ -94,7 +94,7 @@ void session_runq_add(struct session *s);
 /* No backend usable: the protocol's temporary failure to the client, then close. */
 void session_backend_unavailable(struct session *s);
 
-/* Relay glue: the client endpoint once TLS is up, and the two relay directions. */
+/* session_relay.c: the client endpoint once TLS is up, and the two relay directions. */
 extern const struct endpoint_ops session_tls_endpoint_ops;
 int session_relay_alloc(struct session *s);
 void session_relay_start(struct session *s);
@@ -102,7 +102,8 @@ void session_relay_run(struct session *s);
 /* An fd became ready: endpoint is s->cep (client) or &s->backend. */
 void session_relay_event(struct session *s, void *endpoint, int revents);
 
-/* Backend: connect with failover, then its dialogue (greeting, identity, `may` replay). */
+/* session_backend.c: connect with failover, then the backend dialogue (identity, greeting,
+ * `may` replay). */
 void session_start_connecting(struct session *s);
 void session_connect_event(struct session *s);
 void session_connect_failed(struct session *s, const char *why);

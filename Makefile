@@ -60,9 +60,10 @@ $(B) $(BA):
 # Rewritten only when WOLFSSL changes, so that switching relinks everything.
 build/wolfssl-mode: FORCE | $(B)
 	@echo '$(WOLFSSL)' | cmp -s - $@ || echo '$(WOLFSSL)' > $@
-# build.sh does nothing when the Debian source version and its flags are unchanged; the
-# touch keeps make from asking it again after an edit that changed neither.
-$(WOLFSSL_DIR)/stamp: wolfssl/build.sh
+# build.sh does nothing when the Debian source version, its flags, mailedge's patches and
+# the check it runs are unchanged; the touch keeps make from asking it again after an edit
+# that changed none of them.
+$(WOLFSSL_DIR)/stamp: wolfssl/build.sh $(wildcard wolfssl/patches/*.patch) wolfssl/x25519-check.c
 	bash wolfssl/build.sh $(WOLFSSL_DIR)
 	@touch $@
 # Re-check now (e.g. after a Debian security update of wolfssl): rebuilds only if needed.

@@ -4,11 +4,11 @@
 # Builds wolfSSL from Debian's source package (so Debian's security patches are in it) with
 # the assembly speed-ups for this machine's CPU and the features mailedge uses, as a static
 # library in OUTDIR/install. Does nothing when OUTDIR/stamp says the same source version was
-# already built with the same flags. See wolfssl/README.md.
+# already built with the same flags and patches. See wolfssl/README.md.
 set -euo pipefail
 
 # Bump when the build procedure changes in a way the flags below do not show.
-BUILD_REV=3
+BUILD_REV=4
 
 force=0
 if [ "${1:-}" = --force ]; then
@@ -23,6 +23,7 @@ mkdir -p "$1"
 out=$(cd "$1" && pwd)
 src=$out/src
 stamp=$out/stamp
+here=$(cd "$(dirname "$0")" && pwd)
 # Called from make: a nested make must not see the outer one's jobserver or flags.
 unset MAKEFLAGS MFLAGS MAKELEVEL
 # Two builds into one OUTDIR (e.g. two make runs) take turns; the second then finds it done.
@@ -99,6 +100,24 @@ cflags=$(hardening CFLAGS)
 cppflags="$(hardening CPPFLAGS) -DWOLFSSL_CIPHER_INTERNALNAME"
 ldflags=$(hardening LDFLAGS)
 cc=${CC:-cc}
+
+# --- mailedge's patches and checks ----------------------------------------------------
+# wolfssl/patches/*.patch are applied in name order (C collation) with patch -p1 on top of
+# Debian's tree; wolfssl/x25519-check.c is built against the new library and run before it
+# is installed. Both are part of the key: changing either rebuilds.
+mapfile -t patches < <(find "$here/patches" -maxdepth 1 -type f -name '*.patch' 2>/dev/null |
+	LC_ALL=C sort)
+check_src=$here/x25519-check.c
+[ -f "$check_src" ] || die "$check_src missing"
+sums() { sha256sum "$@" | sed "s|  $here/| |"; }
+patch_key=none
+if [ ${#patches[@]} -gt 0 ]; then
+	patch_key=$(sums "${patches[@]}" | tr '\n' ' ' | sed 's/ *$//')
+fi
+check_key=$(sums "$check_src")
+# For "mailedge -V": "0001" for 0001-something.patch.
+patch_ids=$(for p in "${patches[@]}"; do b=${p##*/}; echo "${b%%-*}"; done | tr '\n' ' ' |
+	sed 's/ *$//')
 
 # --- the Debian source version ---------------------------------------------------------
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
@@ -181,7 +200,8 @@ fi
 
 key=$(printf '%s\n' "build-rev: $BUILD_REV" "wolfssl: $ver" "arch: $arch" \
 	"configure: ${features[*]} ${asm[*]}" "cc: $cc $("$cc" -dumpfullversion 2>/dev/null)" \
-	"cflags: $cflags" "cppflags: $cppflags" "ldflags: $ldflags")
+	"cflags: $cflags" "cppflags: $cppflags" "ldflags: $ldflags" \
+	"patches: $patch_key" "check: $check_key")
 
 if [ $force = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] &&
 	[ -f "$out/install/lib/libwolfssl.a" ]; then
@@ -190,9 +210,9 @@ if [ $force = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] &&
 fi
 
 # --- fetch, configure, build, install -------------------------------------------------
-for t in autoreconf libtoolize automake dpkg-source make "$cc"; do
+for t in autoreconf libtoolize automake dpkg-source patch make "$cc"; do
 	command -v "$t" >/dev/null ||
-		die "$t missing (apt-get install autoconf automake libtool dpkg-dev make gcc)"
+		die "$t missing (apt-get install autoconf automake libtool dpkg-dev patch make gcc)"
 done
 
 start=$(date +%s)
@@ -208,6 +228,18 @@ tree=$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'wolfssl-*' | head -n 1
 [ -n "$tree" ] || die "no wolfssl-* directory after apt-get source"
 
 cd "$tree"
+# mailedge's patches, after Debian's (dpkg-source applied those). No fuzz: if a Debian
+# update moves the code a patch touches, the build stops here instead of guessing.
+: >"$src/patch.log"
+for p in "${patches[@]}"; do
+	echo "== ${p##*/}" >>"$src/patch.log"
+	patch -p1 --batch --forward --fuzz=0 --no-backup-if-mismatch -i "$p" \
+		>>"$src/patch.log" 2>&1 || {
+		cat "$src/patch.log" >&2
+		die "patch ${p##*/} does not apply to Debian wolfssl $ver (log: $src/patch.log)"
+	}
+done
+[ ${#patches[@]} -eq 0 ] || say "applied ${#patches[@]} patch(es): $patch_ids"
 # Debian ships no generated configure (debhelper runs autoreconf too).
 autoreconf -fi >"$src/autoreconf.log" 2>&1 || {
 	tail -n 20 "$src/autoreconf.log"
@@ -224,9 +256,23 @@ make -j"$(nproc)" >"$src/make.log" 2>&1 || {
 	die "make failed (log: $src/make.log)"
 }
 make install >>"$src/make.log" 2>&1 || die "make install failed (log: $src/make.log)"
+# X25519 key generation (patch 0001) against RFC 7748 and the unchanged ladder, before the
+# library is installed: a failure leaves the previous build and stamp in place.
+"$cc" -O2 -Wall -Wextra -I"$out/install.new/include" -o "$src/x25519-check" \
+	"$check_src" "$out/install.new/lib/libwolfssl.a" -lm -lpthread \
+	>"$src/check.log" 2>&1 || {
+	cat "$src/check.log" >&2
+	die "building wolfssl/x25519-check.c failed (log: $src/check.log)"
+}
+"$src/x25519-check" >>"$src/check.log" 2>&1 || {
+	cat "$src/check.log" >&2
+	die "wolfssl/x25519-check failed: X25519 key generation is wrong (log: $src/check.log)"
+}
+say "$(tail -n 1 "$src/check.log")"
 # For "mailedge -V": which Debian source this library was built from.
 printf '/* Written by mailedge wolfssl/build.sh. */\n#define MAILEDGE_WOLFSSL_SOURCE "%s"\n' \
-	"Debian wolfssl $ver" >"$out/install.new/include/mailedge-wolfssl-build.h"
+	"Debian wolfssl $ver${patch_ids:+ + mailedge patch $patch_ids}" \
+	>"$out/install.new/include/mailedge-wolfssl-build.h"
 
 rm -rf "$out/install"
 mv "$out/install.new" "$out/install"

@@ -498,6 +498,50 @@ tls_error_reason(int err)
 	}
 }
 
+/* TLS alert descriptions (RFC 8446 6.2, RFC 5246 7.2): mailedge's own table, as
+ * wolfSSL only has one in its OpenSSL compatibility layer. */
+const char *
+tls_alert_name(int code)
+{
+	static const struct {
+		int code;
+		const char *name;
+	} alerts[] = {
+	    {0, "close_notify"},
+	    {10, "unexpected_message"},
+	    {20, "bad_record_mac"},
+	    {22, "record_overflow"},
+	    {40, "handshake_failure"},
+	    {42, "bad_certificate"},
+	    {43, "unsupported_certificate"},
+	    {44, "certificate_revoked"},
+	    {45, "certificate_expired"},
+	    {46, "certificate_unknown"},
+	    {47, "illegal_parameter"},
+	    {48, "unknown_ca"},
+	    {49, "access_denied"},
+	    {50, "decode_error"},
+	    {51, "decrypt_error"},
+	    {70, "protocol_version"},
+	    {71, "insufficient_security"},
+	    {80, "internal_error"},
+	    {86, "inappropriate_fallback"},
+	    {90, "user_canceled"},
+	    {100, "no_renegotiation"},
+	    {109, "missing_extension"},
+	    {110, "unsupported_extension"},
+	    {112, "unrecognized_name"},
+	    {113, "bad_certificate_status_response"},
+	    {115, "unknown_psk_identity"},
+	    {116, "certificate_required"},
+	    {120, "no_application_protocol"},
+	};
+	for (size_t i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++)
+		if (alerts[i].code == code)
+			return alerts[i].name;
+	return "unknown";
+}
+
 void
 tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len)
 {
@@ -506,8 +550,7 @@ tls_failure_reason(WOLFSSL *ssl, int err, char *buf, size_t len)
 	memset(&h, 0, sizeof(h));
 	if (ssl != NULL && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS &&
 	    h.last_rx.level == 2 /* fatal */) {
-		const char *d = wolfSSL_alert_desc_string_long(h.last_rx.code);
-		snprintf(buf, len, "peer sent fatal alert: %s (%d)", d ? d : "unknown",
+		snprintf(buf, len, "peer sent fatal alert: %s (%d)", tls_alert_name(h.last_rx.code),
 		         h.last_rx.code);
 		return;
 	}

@@ -45,6 +45,8 @@ const char *tls_sni(WOLFSSL *ssl, char *buf, size_t len);
 
 /* "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" */
 /* Symmetric key bits of a cipher suite named as tls_cipher_name() names it; 0 if unknown. */
+/* Name of a TLS alert description code ("bad_certificate"), "unknown" if not known. */
+const char *tls_alert_name(int code);
 int tls_cipher_bits(const char *name);
 void tls_describe(WOLFSSL *ssl, char *buf, size_t len);
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 # Bump when the build procedure changes in a way the flags below do not show.
-BUILD_REV=4
+BUILD_REV=5
 
 force=0
 if [ "${1:-}" = --force ]; then
@@ -48,17 +48,18 @@ features=(
 	--enable-ocsp --enable-ocspstapling --enable-ocspstapling2 --enable-crl
 	--enable-ecc --enable-curve25519 --enable-ed25519 --enable-curve448 --enable-ed448
 	--enable-aesgcm --enable-chacha --enable-poly1305
-	# The OpenSSL compatibility layer: wolfSSL_CTX_set1_curves_list, wolfSSL_get_ciphers_compat
-	# and wolfSSL_sk_SSL_CIPHER_* need opensslextra; wolfSSL_CIPHER_get_bits is declared with
-	# it but only defined with opensslall (5.5.4). Debian's build has both.
-	--enable-opensslextra --enable-opensslall
+	# No OpenSSL compatibility layer (opensslextra): it embeds a 3.7 KB peer-certificate
+	# object in every connection (sizeof(WOLFSSL) 5680 -> 1296 bytes without it). What mailedge
+	# used it for is done without it: TLS 1.2 curves are limited by the groups list
+	# (patches/0002), cipher bits come from the suite name (proxy/tls.c).
 	--enable-harden
 	--disable-anon --disable-nullcipher --disable-des3 --disable-arc4 --disable-dh
 	--disable-psk
 	# mailedge runs one event loop per process and never calls wolfSSL from two threads.
 	# Single-threaded, every WOLFSSL shares its WOLFSSL_CTX's RNG instead of seeding and
 	# health-testing a DRBG of its own per connection (SHA-256 work and a getrandom() per
-	# handshake), and no mutex is taken around the session cache.
+	# handshake), and no mutex is taken around the session cache. Each WOLFSSL keeps its own
+	# cipher suite list all the same (patches/0003, MAILEDGE_OWN_SUITES).
 	--enable-singlethreaded
 )
 
@@ -97,7 +98,9 @@ cflags=$(hardening CFLAGS)
 # wolfSSL_CIPHER_get_name gives OpenSSL-style TLS 1.2 names ("ECDHE-RSA-AES128-GCM-SHA256"),
 # which mailedge logs like Postfix does. Debian's build gets that as a side effect of
 # WOLFSSL_QT; here it is asked for.
-cppflags="$(hardening CPPFLAGS) -DWOLFSSL_CIPHER_INTERNALNAME"
+# MAILEDGE_TLS12_GROUPS and MAILEDGE_OWN_SUITES switch on patches 0002 and 0003; being in
+# CPPFLAGS they also land in wolfssl/options.h, where proxy/tls.c checks for the first.
+cppflags="$(hardening CPPFLAGS) -DWOLFSSL_CIPHER_INTERNALNAME -DMAILEDGE_TLS12_GROUPS -DMAILEDGE_OWN_SUITES"
 ldflags=$(hardening LDFLAGS)
 cc=${CC:-cc}
 

@@ -214,3 +214,23 @@ def test_min_version_tls13_refuses_tls12(mailedge_factory, dovecot):
     rc, out = s_client(port, ["-quiet"], stdin=b"a LOGOUT\r\n")
     assert re.search(r"^\* OK", out, re.M), out
     me.assert_alive()
+
+
+def test_groups_limit_tls12_curves(mailedge_factory, dovecot):
+    """`groups` binds TLS 1.2 ECDHE as well as TLS 1.3 key shares: a TLS 1.2 client
+    that offers none of the listed groups is refused (wolfSSL would otherwise fall back
+    to P-256), one that offers a listed group gets it."""
+    from harness.ports import alloc_port
+    port = alloc_port()
+    sections = backend_sections()
+    sections.append(listener_section("imaps-x25519", "imap", port, "imap", "rsa",
+                                     groups="X25519"))
+    me = mailedge_factory(render(sections), "groups-x25519")
+    assert_handshake_refused(port, ["-tls1_2", "-groups", "P-256"])
+    assert_handshake_refused(port, ["-tls1_2", "-groups", "P-384:P-521"])
+    rc, out = s_client(port, ["-tls1_2", "-groups", "P-256:X25519"], stdin=b"")
+    assert s_client_negotiated(out) == ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"), out
+    assert "Server Temp Key: X25519" in out, out
+    rc, out = s_client(port, ["-tls1_3", "-groups", "P-256"], stdin=b"")
+    assert s_client_negotiated(out)[1] is None, out
+    me.assert_alive()

@@ -160,6 +160,7 @@ relay_dir_init(struct relay_dir *d, void *mem, size_t cap, const struct endpoint
 	d->filter_ctx = NULL;
 	d->final = 0;
 	d->reserve = 0;
+	d->read_unit = 0;
 }
 
 void
@@ -264,8 +265,10 @@ relay_step_held(struct relay_dir *d)
 			if (buffer_len(&d->buf) == 0)
 				return RELAY_DONE;
 		} else if (d->src_wait == IO_OK && relay_room(d) > d->reserve) {
-			r = d->src_ops->recv(d->src, buffer_tail(&d->buf),
-			                     relay_room(d) - d->reserve, &n, &d->err);
+			size_t want = relay_room(d) - d->reserve;
+			if (d->read_unit > 0 && want > d->read_unit)
+				want -= want % d->read_unit;
+			r = d->src_ops->recv(d->src, buffer_tail(&d->buf), want, &n, &d->err);
 			if (r == IO_OK) {
 				buffer_produce(&d->buf, n);
 				progress = 1;

@@ -50,6 +50,9 @@ struct relay_dir {
 	void *filter_ctx;
 	size_t final;   /* leading bytes of buf examined and ready to send */
 	size_t reserve; /* room kept free on reads, for what a filter inserts */
+	/* > 0: reads of at least this much are rounded down to a multiple of it (so a TLS
+	 * destination is written in full records, not a full one and a runt) */
+	size_t read_unit;
 	const struct endpoint_ops *src_ops, *dst_ops;
 	void *src, *dst;
 	enum io_result src_wait; /* IO_OK: not waiting; else the readiness src needs */

@@ -16,9 +16,13 @@
 #include "relay.h"
 #include "session_int.h"
 
-/* One TLS record of plaintext: a wolfSSL_read never needs more, and wolfSSL_write is
- * called with at most this much so each call is one record. */
-#define RELAY_BUF_SIZE 16384
+/* One TLS record of plaintext: wolfSSL_read never returns more, and wolfSSL_write is
+ * called with at most this much so each call is one full record. */
+#define TLS_RECORD 16384
+/* Relay buffers (pooled: only busy directions hold one) take two full records and the
+ * room a filter may insert: a record read from TLS is never split across two backend
+ * writes, and a backend read fills whole records (read_unit below), not a runt. */
+#define RELAY_BUF_SIZE (2 * TLS_RECORD + 256)
 
 /* --- TLS endpoint for the relay --- */
 
@@ -61,8 +65,8 @@ tls_send(void *ep, const void *buf, size_t len, size_t *n, int *err)
 
 	if (t->retry_len != 0 && t->retry_len <= len)
 		len = t->retry_len;
-	else if (len > RELAY_BUF_SIZE)
-		len = RELAY_BUF_SIZE;
+	else if (len > TLS_RECORD)
+		len = TLS_RECORD;
 	ret = wolfSSL_write(t->ssl, buf, (int)len);
 	if (ret > 0) {
 		t->retry_len = 0;
@@ -107,6 +111,8 @@ session_relay_alloc(struct session *s)
 	               &s->backend);
 	relay_dir_init(&rb->b2c, NULL, RELAY_BUF_SIZE, &plain_endpoint_ops, &s->backend, s->cops,
 	               s->cep);
+	if (s->cops == &session_tls_endpoint_ops)
+		rb->b2c.read_unit = TLS_RECORD;
 	if (p->client_filter != NULL)
 		relay_dir_set_filter(&rb->c2b, filter_c2b, s);
 	if (p->backend_filter != NULL)

@@ -725,6 +725,37 @@ pool__hold_then_append__bytes_relayed_in_order(void **state)
 	assert_null(d.buf.data);
 }
 
+static void
+read_unit__room_over_one_unit__read_rounded_down_to_whole_units(void **state)
+{
+	(void)state;
+	plain_relay(40);
+	d.read_unit = 16;
+	will_read(32);
+	will_write(32);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	/* 40 bytes of room: asked for 32 (two units), not 40 (two and a runt). */
+	assert_int_equal(read_caps[0], 32);
+	assert_int_equal(read_caps[1], 32);
+	assert_int_equal(sink_pos, 32);
+}
+
+static void
+read_unit__room_under_one_unit__reads_what_fits(void **state)
+{
+	(void)state;
+	plain_relay(40);
+	d.read_unit = 16;
+	will_read(30);
+	will_write(-EAGAIN);
+	will_read(-EAGAIN);
+	assert_int_equal(relay_step(&d), RELAY_IDLE);
+	/* 10 bytes left: less than a unit is still read, rather than stalling. */
+	assert_int_equal(read_caps[0], 32);
+	assert_int_equal(read_caps[1], 10);
+}
+
 static int
 teardown_pool(void **state)
 {
@@ -768,6 +799,8 @@ main(void)
 	    T(mock_recv_error__error_on_src_with_its_code),
 	    T(mock_send_error__error_on_dst_with_its_code),
 	    T(mock_tls_close_notify__eof_drains_then_done),
+	    T(read_unit__room_over_one_unit__read_rounded_down_to_whole_units),
+	    T(read_unit__room_under_one_unit__reads_what_fits),
 	    TP(pool__idle_direction__holds_no_block),
 	    TP(pool__bytes_held_for_blocked_dst__block_kept_then_returned),
 	    TP(pool__release_even_if_full__teardown_returns_block),

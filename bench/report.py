@@ -92,15 +92,11 @@ class Cell:
         out = []
         for r in self.good():
             if metric == "cpu_us":
-                v = num(r["cpu_us_per_op"])
-                if v <= 0 and num(r["ok"]) > 0:  # loadgen gave none: use run.sh's own count
-                    v = num(r["server_cpu_s"]) * 1e6 / num(r["ok"])
+                v = cpu_us(r)
             elif metric == "per_core":
                 # operations per second of server CPU: the load generator's own core
                 # bounds the plain rate long before a fast server is busy.
-                c = num(r["cpu_us_per_op"])
-                if c <= 0 and num(r["ok"]) > 0:
-                    c = num(r["server_cpu_s"]) * 1e6 / num(r["ok"])
+                c = cpu_us(r)
                 v = 1e6 / c if c > 0 else None
             elif metric == "mb_per_cpu_s":
                 # /proc CPU times tick at 10 ms: below MIN_CPU_S the ratio is noise (a
@@ -118,6 +114,14 @@ class Cell:
         if not v:
             return None
         return (min(v), statistics.median(v), max(v))
+
+
+def cpu_us(r):
+    """Server CPU µs per operation of one run."""
+    v = num(r["cpu_us_per_op"])
+    if v <= 0 and num(r["ok"]) > 0:  # loadgen gave none: use run.sh's own count
+        v = num(r["server_cpu_s"]) * 1e6 / num(r["ok"])
+    return v
 
 
 def load(path):

@@ -92,7 +92,7 @@ relay_dir_release(struct relay_dir *d, int even_if_full)
 {
 	if (d->pooled == 0 || d->buf.data == NULL)
 		return;
-	if (!even_if_full && (buffer_len(&d->buf) != 0 || d->final != 0))
+	if (!even_if_full && buffer_len(&d->buf) != 0) /* final <= len: nothing pending */
 		return;
 	pool_put(d->buf.data, d->pooled);
 	d->final = 0;
